@@ -1,0 +1,78 @@
+#!/bin/sh
+# bench/harness-check.sh: quick test of the benchmark programs and harness.
+#
+# Not a benchmark: no timing figure is judged here. It checks that
+#  1. every workload program runs at a tiny size against every built hakmem
+#     variant (and each LEAN mode) and prints output the harness parses;
+#  2. the strace, rss-trace and plot paths of the harness work;
+#  3. the harness reports a broken allocator as a failure, not a number:
+#     a command that crashes, one that prints garbage, one that prints a
+#     partial report, one that exits non-zero after a good report, one that
+#     hangs, and a preload library that does not exist (ld.so would only
+#     warn and run glibc).
+# Run from the top build directory (make check does); $srcdir is the top
+# source directory. Exit 77 (skip) without python3.
+
+PYTHON3=${PYTHON3:-python3}
+command -v "$PYTHON3" >/dev/null 2>&1 || { echo "SKIP: python3 not found"; exit 77; }
+srcdir=${srcdir:-.}
+builddir=$(pwd)
+harness="$srcdir/bench/harness.py"
+[ -f "$harness" ] || { echo "FAIL: $harness not found"; exit 1; }
+
+if ! ls "$builddir"/src/.libs/libhakmem*.so >/dev/null 2>&1; then
+    echo "FAIL: no hakmem library in $builddir/src/.libs"
+    exit 1
+fi
+
+tmp=$(mktemp -d "$builddir/bench-check.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+H() { "$PYTHON3" "$harness" --builddir "$builddir" --srcdir "$srcdir" "$@"; }
+
+# 1. Every workload, every hakmem variant (the default set in tiny mode).
+if H run --mode tiny --workloads random_mixed,burst,prodcons,churn,realloc,large,soak \
+       --no-strace --no-trace --no-plots --out "$tmp/ok" >"$tmp/ok.md" 2>"$tmp/ok.err"; then
+    for wl in random_mixed burst prodcons churn realloc large soak; do
+        grep -q "^## $wl " "$tmp/ok.md" || { echo "FAIL: no $wl section"; fail=1; }
+    done
+    if grep -q FAIL "$tmp/ok.md"; then echo "FAIL: a run failed"; fail=1; fi
+    grep -q '^| hakmem' "$tmp/ok.md" || { echo "FAIL: no hakmem row"; fail=1; }
+    [ -s "$tmp/ok/runs.csv" ] || { echo "FAIL: no runs.csv"; fail=1; }
+else
+    echo "FAIL: harness failed on the hakmem variants:"; fail=1
+fi
+cat "$tmp/ok.md" "$tmp/ok.err"
+
+# 2. strace, rss-trace and plots (each one skips itself with a note when its
+#    tool is missing; a failure of the harness itself fails the test).
+if ! H run --mode tiny --workloads random_mixed,burst --allocs hakmem \
+       --out "$tmp/tools" >"$tmp/tools.md" 2>&1; then
+    echo "FAIL: harness with strace/rss-trace/plots failed"; cat "$tmp/tools.md"; fail=1
+fi
+
+# 3. Broken allocators must be reported as failures.
+expect_fail() {
+    name=$1; why=$2; shift 2
+    if H run --mode tiny --workloads random_mixed --allocs none --no-strace --no-trace \
+           --no-plots --timeout 3 --out "$tmp/$name" "$@" >"$tmp/$name.md" 2>&1; then
+        echo "FAIL: harness exited 0 for broken allocator '$name'"; fail=1
+    fi
+    if ! grep -q "^| $name | \*\*FAIL\*\*: .*$why" "$tmp/$name.md"; then
+        echo "FAIL: no FAIL row saying '$why' for broken allocator '$name':"
+        cat "$tmp/$name.md"; fail=1
+    fi
+    if grep -q "^| $name | [0-9]" "$tmp/$name.md"; then
+        echo "FAIL: a number was reported for broken allocator '$name'"; fail=1
+    fi
+    echo "ok: '$name' reported as: $(grep "^| $name |" "$tmp/$name.md" | head -n 1)"
+}
+expect_fail crash 'killed by signal 11' --alloc 'crash=wrap:sh -c "kill -SEGV $$"'
+expect_fail garbage 'no (or several)' \
+    --alloc 'garbage=wrap:sh -c "echo Throughput = lots ops/s; echo Peak RSS = little"'
+expect_fail partial "no 'Peak RSS" --alloc "partial=wrap:sh -c '\"\$0\" \"\$@\" | head -n 1'"
+expect_fail badexit 'exit status 3' --alloc "badexit=wrap:sh -c '\"\$0\" \"\$@\"; exit 3'"
+expect_fail hang 'timed out' --alloc 'hang=wrap:sh -c "sleep 30"'
+expect_fail nolib 'does not exist' --alloc "nolib=$tmp/libdoes-not-exist.so"
+
+exit $fail

@@ -1,0 +1,995 @@
+#!/usr/bin/env python3
+"""hakmem benchmark harness (Python 3, standard library only).
+
+Runs the workload programs of bench/ against several allocators, each
+selected by LD_PRELOAD (glibc: no preload), interleaved and repeated, and
+reports medians with their min-max spread and ratios against a baseline.
+
+  harness.py run   [--mode quick|full|tiny] ...   make bench / bench-full
+  harness.py soak  [--minutes N] ...              make soak SOAK_MIN=N
+  harness.py demo                                 make demo
+  harness.py instr [--cycles N] ...               make bench-instr (callgrind)
+  harness.py list                                 allocators found
+
+Output: a Markdown report on stdout (also written to OUT/report.md), CSV
+files and, when gnuplot exists, SVG plots in OUT (default bench/out under
+the build directory). Exit status 0 when every run succeeded, 1 when any
+run failed (crashed, timed out, printed output that does not parse, or
+printed nonsense numbers), 2 on a usage error. A failed run is reported as
+FAIL with its reason, never as a number.
+
+See bench/README for the workloads and the figures.
+"""
+import argparse
+import csv
+import math
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PEER_LIBS = [
+    ("mimalloc", "libmimalloc.so.2"),
+    ("jemalloc", "libjemalloc.so.2"),
+    ("tcmalloc", "libtcmalloc_minimal.so.4"),
+]
+LIB_DIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib",
+            "/usr/local/lib", "/lib/x86_64-linux-gnu"]
+
+# Workload -> program and arguments per size. Threads are filled in later.
+WORKLOADS = {
+    "random_mixed": ("bench_random_mixed", {
+        "tiny": ["20000", "256"],
+        "quick": ["5000000", "8192"],
+        "full": ["10000000", "8192"],
+    }),
+    "burst": ("bench_burst", {
+        "tiny": ["4", "1", "0"],
+        "quick": ["256", "2", "200"],
+        "full": ["256", "3", "500"],
+    }),
+    "prodcons": ("bench_prodcons", {
+        "tiny": ["{threads}", "20000"],
+        "quick": ["{threads}", "1000000"],
+        "full": ["{threads}", "4000000"],
+    }),
+    "churn": ("bench_churn", {
+        "tiny": ["{threads}", "20000", "256"],
+        "quick": ["{threads}", "1000000", "4096"],
+        "full": ["{threads}", "4000000", "4096"],
+    }),
+    "realloc": ("bench_realloc", {
+        "tiny": ["20000", "32", "128"],
+        "quick": ["1000000", "256", "1024"],
+        "full": ["4000000", "256", "1024"],
+    }),
+    "large": ("bench_large", {
+        "tiny": ["400", "8"],
+        "quick": ["40000", "32"],
+        "full": ["200000", "32"],
+    }),
+    "soak": ("bench_soak", {
+        "tiny": ["1", "0", "100", "1024"],
+        "quick": ["{seconds}", "{warmup}", "1000", "16384"],
+        "full": ["{seconds}", "{warmup}", "1000", "16384"],
+    }),
+}
+RUN_WORKLOADS = ["random_mixed", "burst", "prodcons", "churn", "realloc", "large"]
+REPS = {"tiny": 1, "quick": 5, "full": 7}
+TIMEOUT = {"tiny": 60, "quick": 300, "full": 600}
+MEM_SYSCALLS = ["mmap", "munmap", "madvise", "mremap", "brk"]
+
+RE_THR = re.compile(r"^Throughput = ([0-9.]+) ops/s \[([^\]]*)\] time=([0-9.]+) s$", re.M)
+RE_PEAK = re.compile(r"^Peak RSS = (\d+) KiB Page faults = (\d+) minor$", re.M)
+RE_END = re.compile(r"^End Rss = (-?\d+) KiB LazyFree = (-?\d+) KiB$", re.M)
+RE_BEFORE = re.compile(r"^Burst before Rss = (\d+) KiB LazyFree = (\d+) KiB$", re.M)
+RE_ROUND = re.compile(r"^Burst round=(\d+) objects=(\d+) after-alloc Rss = (\d+) KiB "
+                      r"after-free Rss = (\d+) KiB LazyFree = (\d+) KiB$", re.M)
+RE_AFTER = re.compile(r"^Burst after Rss = (\d+) KiB LazyFree = (\d+) KiB delta = (-?\d+) KiB$", re.M)
+RE_SAMPLE = re.compile(r"^sample t=([0-9.]+) rss=(-?\d+) lazyfree=(-?\d+) ops=(\d+)$", re.M)
+RE_STAT = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)[ \t:=]+(-?\d+)$", re.M)
+
+
+class RunError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------
+# Allocators
+# --------------------------------------------------------------------------
+class Alloc:
+    """An allocator under test: extra environment and/or a wrapper command."""
+
+    def __init__(self, name, env=None, wrap=None, lib=None, hakmem=False):
+        self.name = name
+        self.env = env or {}
+        self.wrap = wrap or []
+        self.lib = lib
+        self.hakmem = hakmem
+
+    def describe(self):
+        parts = ["%s=%s" % kv for kv in sorted(self.env.items())]
+        if self.wrap:
+            parts.append("wrap: " + " ".join(shlex.quote(w) for w in self.wrap))
+        return " ".join(parts) or "(system malloc, no preload)"
+
+
+def find_lib(soname):
+    for d in LIB_DIRS:
+        p = os.path.join(d, soname)
+        if os.path.exists(p):
+            return p
+    try:
+        out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.strip().startswith(soname + " ") and "=>" in line:
+                p = line.split("=>", 1)[1].strip()
+                if os.path.exists(p):
+                    return p
+    except OSError:
+        pass
+    return None
+
+
+def discover(libdir, notes):
+    """All allocators found, in report order."""
+    found = [Alloc("glibc")]
+    for name, soname in PEER_LIBS:
+        p = find_lib(soname)
+        if p:
+            found.append(Alloc(name, {"LD_PRELOAD": p}, lib=p))
+        else:
+            notes.append("%s: %s not found, skipped" % (name, soname))
+    fast = os.path.join(libdir, "libhakmem.so")
+    lean = os.path.join(libdir, "libhakmem_lean.so")
+    debug = os.path.join(libdir, "libhakmem_debug.so")
+    if os.path.exists(fast):
+        found.append(Alloc("hakmem", {"LD_PRELOAD": fast}, lib=fast, hakmem=True))
+    else:
+        notes.append("hakmem: %s not built, skipped" % fast)
+    if os.path.exists(lean):
+        for suffix, env in (("off", {"HAKMEM_SS_MEM_LEAN": "0"}),
+                            ("free", {"HAKMEM_SS_MEM_LEAN": "1",
+                                      "HAKMEM_SS_MEM_LEAN_DECOMMIT": "FREE"}),
+                            ("dontneed", {"HAKMEM_SS_MEM_LEAN": "1",
+                                          "HAKMEM_SS_MEM_LEAN_DECOMMIT": "DONTNEED"})):
+            e = {"LD_PRELOAD": lean}
+            e.update(env)
+            found.append(Alloc("hakmem-lean-" + suffix, e, lib=lean, hakmem=True))
+    if os.path.exists(debug):
+        found.append(Alloc("hakmem-debug", {"LD_PRELOAD": debug}, lib=debug, hakmem=True))
+    return found
+
+
+def default_set(found, purpose):
+    names = [a.name for a in found]
+    if purpose == "run":
+        skip = {"hakmem-lean-off", "hakmem-debug"}
+        return [n for n in names if n not in skip]
+    if purpose == "soak":
+        return [n for n in names if n.startswith("hakmem") and n != "hakmem-debug"]
+    if purpose == "check":
+        return [n for n in names if n.startswith("hakmem")]
+    return names
+
+
+def parse_alloc_spec(spec):
+    """NAME=/path/lib.so | NAME=env:K=V[,K=V] | NAME=wrap:COMMAND | NAME=none."""
+    if "=" not in spec:
+        raise SystemExit("harness: --alloc wants NAME=SPEC, not '%s'" % spec)
+    name, val = spec.split("=", 1)
+    if val.startswith("wrap:"):
+        return Alloc(name, wrap=shlex.split(val[5:]))
+    if val.startswith("env:"):
+        env = {}
+        for kv in val[4:].split(","):
+            if "=" not in kv:
+                raise SystemExit("harness: bad env entry '%s'" % kv)
+            k, v = kv.split("=", 1)
+            env[k] = v
+        return Alloc(name, env)
+    if val == "none":
+        return Alloc(name)
+    return Alloc(name, {"LD_PRELOAD": val}, lib=val, hakmem="hakmem" in os.path.basename(val))
+
+
+def select_allocs(args, purpose, notes):
+    found = discover(args.libdir, notes)
+    byname = {a.name: a for a in found}
+    if args.allocs:
+        if args.allocs == "all":
+            chosen = [a.name for a in found]
+        elif args.allocs == "none":
+            chosen = []
+        else:
+            chosen = [n.strip() for n in args.allocs.split(",") if n.strip()]
+    else:
+        chosen = default_set(found, purpose)
+    out = []
+    for n in chosen:
+        if n in byname:
+            out.append(byname[n])
+        else:
+            notes.append("%s: not available, skipped" % n)
+    for spec in args.alloc or []:
+        out.append(parse_alloc_spec(spec))
+    return out
+
+
+def pick_baseline(args, allocs):
+    names = [a.name for a in allocs]
+    if args.baseline:
+        return args.baseline if args.baseline in names else None
+    for n in ("mimalloc", "glibc"):
+        if n in names:
+            return n
+    return names[0] if names else None
+
+
+# --------------------------------------------------------------------------
+# Running one workload
+# --------------------------------------------------------------------------
+def workload_argv(args, wl, mode, extra=None):
+    prog, sizes = WORKLOADS[wl]
+    path = os.path.join(args.bindir, prog)
+    subst = {"threads": str(args.threads), "seconds": "60", "warmup": "10"}
+    subst.update(extra or {})
+    return [path] + [a.format(**subst) for a in sizes[mode]]
+
+
+def proc_env(alloc, stats):
+    env = dict(os.environ)
+    for k in list(env):
+        if k.startswith("HAKMEM_") or k == "LD_PRELOAD":
+            del env[k]
+    env.update(alloc.env)
+    if stats and alloc.hakmem:
+        env["HAKMEM_SS_OS_STATS"] = "1"
+    return env
+
+
+def check_num(name, v, lo=0.0):
+    if v is None or math.isnan(v) or math.isinf(v) or v < lo:
+        raise RunError("bad %s value %r" % (name, v))
+    return v
+
+
+def parse_output(wl, out, err):
+    """Figures of one run, or RunError. Strict: every line the workload must
+    print is required, with sane values."""
+    r = {}
+    m = RE_THR.findall(out)
+    if len(m) != 1:
+        raise RunError("no (or several) 'Throughput = N ops/s [..] time=T s' lines")
+    thr, params, secs = m[0]
+    r["throughput"] = check_num("throughput", float(thr))
+    r["time_s"] = check_num("time", float(secs))
+    if r["throughput"] <= 0:
+        raise RunError("throughput is 0")
+    kv = dict(p.split("=", 1) for p in params.split() if "=" in p)
+    ops = kv.get("ops", kv.get("iter"))
+    if ops is None or not ops.isdigit() or int(ops) <= 0:
+        raise RunError("no op count in [%s]" % params)
+    r["ops"] = int(ops)
+    if abs(r["ops"] / r["throughput"] - r["time_s"]) > 0.05 * r["time_s"] + 1e-3:
+        raise RunError("throughput, ops and time disagree")
+    m = RE_PEAK.findall(out)
+    if len(m) != 1:
+        raise RunError("no 'Peak RSS = N KiB Page faults = M minor' line")
+    r["peak_rss_kib"] = int(m[0][0])
+    r["minor_faults"] = int(m[0][1])
+    if r["peak_rss_kib"] <= 0:
+        raise RunError("peak RSS is 0")
+    m = RE_END.findall(out)
+    if len(m) != 1:
+        raise RunError("no 'End Rss = N KiB LazyFree = M KiB' line")
+    r["end_rss_kib"] = int(m[0][0])
+    r["end_lazyfree_kib"] = int(m[0][1])
+    if wl == "burst":
+        b = RE_BEFORE.findall(out)
+        a = RE_AFTER.findall(out)
+        rounds = RE_ROUND.findall(out)
+        if len(b) != 1 or len(a) != 1 or not rounds:
+            raise RunError("burst lines missing")
+        r["burst_before_kib"] = int(b[0][0])
+        r["burst_peak_kib"] = max(int(x[2]) for x in rounds)
+        r["burst_after_kib"] = int(a[0][0])
+        r["burst_after_lazyfree_kib"] = int(a[0][1])
+        r["burst_delta_kib"] = int(a[0][2])
+        if r["burst_after_kib"] - r["burst_before_kib"] != r["burst_delta_kib"]:
+            raise RunError("burst delta inconsistent")
+    if wl == "soak":
+        samples = [(float(t), int(rss), int(lz), int(n)) for t, rss, lz, n in RE_SAMPLE.findall(out)]
+        if len(samples) < 2:
+            raise RunError("soak printed fewer than 2 samples")
+        r["samples"] = samples
+    stats = {}
+    for k, v in RE_STAT.findall(err):
+        stats[k] = int(v)
+    r["stats"] = stats
+    return r
+
+
+def run_once(args, alloc, wl, mode, extra=None, timeout=None):
+    argv = alloc.wrap + workload_argv(args, wl, mode, extra)
+    env = proc_env(alloc, args.stats)
+    timeout = args.timeout or timeout or TIMEOUT[mode]
+    pre = alloc.env.get("LD_PRELOAD")
+    if pre and not all(os.path.exists(x) for x in pre.replace(":", " ").split()):
+        # ld.so would only warn and run the program on glibc: a number for
+        # the wrong allocator. Refuse instead.
+        raise RunError("preload library %s does not exist" % pre)
+    try:
+        p = subprocess.run(argv, env=env, capture_output=True, text=True,
+                           errors="replace", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RunError("timed out after %d s" % timeout)
+    except OSError as e:
+        raise RunError("cannot run: %s" % e)
+    if p.returncode < 0:
+        raise RunError("killed by signal %d" % -p.returncode)
+    if p.returncode != 0:
+        tail = (p.stderr.strip().splitlines() or [""])[-1][:120]
+        raise RunError("exit status %d %s" % (p.returncode, tail))
+    if "cannot be preloaded" in p.stderr:
+        raise RunError("ld.so did not preload %s" % pre)
+    return parse_output(wl, p.stdout, p.stderr)
+
+
+def strace_counts(args, alloc, wl, mode):
+    """{syscall: calls} of the memory syscalls of one run under strace."""
+    fd, path = tempfile.mkstemp(prefix="strace-", suffix=".txt")
+    os.close(fd)
+    try:
+        cmd = ["strace", "-f", "-c", "-e", "trace=memory", "-o", path]
+        if args.seccomp:
+            cmd.insert(1, "--seccomp-bpf")
+        for k, v in sorted(alloc.env.items()):
+            cmd += ["-E", "%s=%s" % (k, v)]
+        cmd += ["--"] + alloc.wrap + workload_argv(args, wl, mode)
+        env = proc_env(Alloc("x"), False)
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                           errors="replace", timeout=TIMEOUT[mode] * 3)
+        if p.returncode != 0:
+            raise RunError("under strace: exit status %d" % p.returncode)
+        r = parse_output(wl, p.stdout, p.stderr)
+        counts = {}
+        with open(path) as f:
+            for line in f:
+                t = line.split()
+                if len(t) >= 5 and t[-1] != "total" and t[0][0].isdigit():
+                    try:
+                        counts[t[-1]] = int(t[3])
+                    except ValueError:
+                        pass
+        return counts, r["ops"]
+    finally:
+        os.unlink(path)
+
+
+# --------------------------------------------------------------------------
+# Statistics and formatting
+# --------------------------------------------------------------------------
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def fmt_spread(xs, scale=1.0, digits=1):
+    if not xs:
+        return "-"
+    f = "%%.%df" % digits
+    m = f % (med(xs) / scale)
+    if len(xs) == 1:
+        return m
+    return "%s (%s-%s)" % (m, f % (min(xs) / scale), f % (max(xs) / scale))
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "-"
+    return "%.2fx" % (a / b)
+
+
+def md_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(lines)
+
+
+class Results:
+    def __init__(self):
+        self.runs = {}      # (wl, alloc) -> [figures]
+        self.fails = {}     # (wl, alloc) -> [reason]
+        self.sys = {}       # (wl, alloc) -> (counts, ops)
+        self.rawrows = []
+
+    def add(self, wl, alloc, rep, r=None, err=None):
+        key = (wl, alloc)
+        if err is not None:
+            self.fails.setdefault(key, []).append(err)
+        else:
+            self.runs.setdefault(key, []).append(r)
+        row = {"workload": wl, "allocator": alloc, "rep": rep,
+               "ok": int(err is None), "error": err or ""}
+        if r:
+            for k, v in r.items():
+                if k not in ("samples", "stats"):
+                    row[k] = v
+            for k, v in r.get("stats", {}).items():
+                row["stat_" + k] = v
+        self.rawrows.append(row)
+
+    def vals(self, wl, alloc, field):
+        return [r[field] for r in self.runs.get((wl, alloc), []) if field in r]
+
+    def failed(self, wl, alloc):
+        return (wl, alloc) in self.fails
+
+
+def syscalls_per_op(res, wl, a):
+    s = res.sys.get((wl, a))
+    if not s:
+        return None
+    counts, ops = s
+    return sum(counts.get(k, 0) for k in MEM_SYSCALLS) / float(ops)
+
+
+def report_workload(res, wl, allocs, base):
+    header = ["allocator", "Mops/s median (min-max)", "vs %s" % base,
+              "peak RSS MiB median (min-max)", "vs %s" % base,
+              "end Rss MiB", "end LazyFree MiB", "minor faults", "mem syscalls/op"]
+    if wl == "burst":
+        header += ["Rss before MiB", "Rss at burst peak MiB", "Rss after MiB",
+                   "after - before MiB", "LazyFree after MiB"]
+    bt = med(res.vals(wl, base, "throughput")) if base else None
+    br = med(res.vals(wl, base, "peak_rss_kib")) if base else None
+    rows = []
+    for a in allocs:
+        if res.failed(wl, a):
+            reasons = sorted(set(res.fails[(wl, a)]))
+            rows.append([a, "**FAIL**: " + "; ".join(reasons)] + [""] * (len(header) - 2))
+            continue
+        t = res.vals(wl, a, "throughput")
+        if not t:
+            continue
+        pr = res.vals(wl, a, "peak_rss_kib")
+        spo = syscalls_per_op(res, wl, a)
+        row = [a, fmt_spread(t, 1e6, 2), fmt_ratio(med(t), bt),
+               fmt_spread(pr, 1024.0, 1), fmt_ratio(med(pr), br),
+               "%.1f" % (med(res.vals(wl, a, "end_rss_kib")) / 1024.0),
+               "%.1f" % (med(res.vals(wl, a, "end_lazyfree_kib")) / 1024.0),
+               "%d" % med(res.vals(wl, a, "minor_faults")),
+               ("%.2e" % spo) if spo is not None else "-"]
+        if wl == "burst":
+            for f in ("burst_before_kib", "burst_peak_kib", "burst_after_kib",
+                      "burst_delta_kib", "burst_after_lazyfree_kib"):
+                row.append("%.1f" % (med(res.vals(wl, a, f)) / 1024.0))
+        rows.append(row)
+    return md_table(header, rows)
+
+
+def targets_report(res, names):
+    """The issue's targets, evaluated from this run's medians (when the
+    allocators involved were measured)."""
+    def m(wl, a, f):
+        v = res.vals(wl, a, f)
+        return med(v) if v and not res.failed(wl, a) else None
+
+    rows = []
+
+    def add(desc, val, ok_fn, fmt="%.2f"):
+        if val is None:
+            return
+        rows.append([desc, fmt % val, "met" if ok_fn(val) else "**not met**"])
+
+    def ratio(x, y):
+        return x / y if x is not None and y else None
+
+    H, M, G = "hakmem", "mimalloc", "glibc"
+    if H in names and M in names:
+        add("random_mixed: hakmem/mimalloc throughput >= 1.15",
+            ratio(m("random_mixed", H, "throughput"), m("random_mixed", M, "throughput")),
+            lambda v: v >= 1.15)
+        add("random_mixed: hakmem/mimalloc peak RSS <= 1.5",
+            ratio(m("random_mixed", H, "peak_rss_kib"), m("random_mixed", M, "peak_rss_kib")),
+            lambda v: v <= 1.5)
+        for wl in ("prodcons", "churn"):
+            add("%s: hakmem/mimalloc throughput >= 1.0" % wl,
+                ratio(m(wl, H, "throughput"), m(wl, M, "throughput")), lambda v: v >= 1.0)
+            add("%s: hakmem/mimalloc peak RSS <= 1.25" % wl,
+                ratio(m(wl, H, "peak_rss_kib"), m(wl, M, "peak_rss_kib")), lambda v: v <= 1.25)
+    for lean in ("hakmem-lean-free", "hakmem-lean-dontneed"):
+        if lean not in names:
+            continue
+        if G in names:
+            add("random_mixed: %s/glibc peak RSS <= 1.0" % lean,
+                ratio(m("random_mixed", lean, "peak_rss_kib"), m("random_mixed", G, "peak_rss_kib")),
+                lambda v: v <= 1.0)
+        if H in names:
+            add("random_mixed: %s/hakmem (FAST) peak RSS <= 0.5" % lean,
+                ratio(m("random_mixed", lean, "peak_rss_kib"), m("random_mixed", H, "peak_rss_kib")),
+                lambda v: v <= 0.5)
+            add("random_mixed: %s/hakmem (FAST) throughput >= 0.95" % lean,
+                ratio(m("random_mixed", lean, "throughput"), m("random_mixed", H, "throughput")),
+                lambda v: v >= 0.95)
+    if "hakmem-lean-dontneed" in names:
+        add("burst: hakmem-lean-dontneed Rss after - before <= 4 MiB (MiB)",
+            (lambda d: d / 1024.0 if d is not None else None)(
+                m("burst", "hakmem-lean-dontneed", "burst_delta_kib")),
+            lambda v: v <= 4.0, "%.1f")
+    if "hakmem-lean-free" in names:
+        d = m("burst", "hakmem-lean-free", "burst_delta_kib")
+        lz = m("burst", "hakmem-lean-free", "burst_after_lazyfree_kib")
+        if d is not None and lz is not None:
+            add("burst: hakmem-lean-free (Rss - LazyFree) after - before <= 4 MiB (MiB)",
+                (d - lz) / 1024.0, lambda v: v <= 4.0 and lz > 0, "%.1f")
+    if not rows:
+        return None
+    return md_table(["target (issue)", "measured", "status"], rows)
+
+
+def write_csv(path, rows):
+    keys = []
+    for r in rows:
+        for k in r:
+            if k not in keys:
+                keys.append(k)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+
+
+# --------------------------------------------------------------------------
+# Plots (gnuplot)
+# --------------------------------------------------------------------------
+def gnuplot(outdir, name, script, notes):
+    if not shutil.which("gnuplot"):
+        notes.append("gnuplot not found: %s.svg not drawn" % name)
+        return None
+    gp = os.path.join(outdir, name + ".gp")
+    with open(gp, "w") as f:
+        f.write("set terminal svg size 900,500 dynamic enhanced font 'sans,11' background rgb 'white'\n")
+        f.write("set output '%s.svg'\n" % name)
+        f.write(script)
+    p = subprocess.run(["gnuplot", name + ".gp"], cwd=outdir, capture_output=True, text=True)
+    if p.returncode != 0:
+        notes.append("gnuplot failed on %s: %s" % (name, p.stderr.strip()[:200]))
+        return None
+    return name + ".svg"
+
+
+def gp_str(s):
+    return "'" + s.replace("'", "''").replace("_", "\\\\_") + "'"
+
+
+def plot_bars(outdir, name, res, wls, allocs, field, base, title, ylabel, notes):
+    dat = os.path.join(outdir, name + ".dat")
+    with open(dat, "w") as f:
+        f.write("workload " + " ".join(allocs) + "\n")
+        for wl in wls:
+            b = med(res.vals(wl, base, field)) if base else None
+            cells = []
+            for a in allocs:
+                v = med(res.vals(wl, a, field))
+                if v is None or res.failed(wl, a) or (base and not b):
+                    cells.append("NaN")
+                else:
+                    cells.append("%.4f" % (v / b if base else v / 1024.0))
+            f.write(wl + " " + " ".join(cells) + "\n")
+    n = len(allocs)
+    script = ("set title %s\nset ylabel %s\nset style data histograms\n"
+              "set style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
+              "set boxwidth 0.9\nset key outside right top noenhanced\nset grid ytics\n"
+              "set yrange [0:*]\nset xtics noenhanced\n"
+              "plot for [i=2:%d] '%s.dat' using i:xtic(1) title columnheader(i)\n"
+              % (gp_str(title), gp_str(ylabel), n + 1, name))
+    return gnuplot(outdir, name, script, notes)
+
+
+def plot_lines(outdir, name, series, title, notes):
+    """series: [(label, csv file name, x col, y col)], CSV with a header row."""
+    if not series:
+        return None
+    plots = ["'%s' using %d:($%d/1024) every ::1 with lines lw 2 title %s"
+             % (fn, xc, yc, gp_str(label)) for label, fn, xc, yc in series]
+    script = ("set title %s\nset xlabel 'time (s)'\nset ylabel 'Rss (MiB)'\n"
+              "set datafile separator ','\nset key outside right top noenhanced\n"
+              "set grid\nset yrange [0:*]\nplot %s\n" % (gp_str(title), ", \\\n  ".join(plots)))
+    return gnuplot(outdir, name, script, notes)
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+def header_lines(args, allocs, base, cmdline):
+    lines = ["# hakmem benchmark report", "",
+             "- command: `%s`" % cmdline,
+             "- date: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+             "- host: %s, %d CPUs online, kernel %s" % ("this machine",
+                                                     os.cpu_count() or 0, os.uname().release),
+             "- baseline for ratios: %s" % (base or "none")]
+    for a in allocs:
+        lines.append("- `%s`: %s" % (a.name, a.describe()))
+    return lines
+
+
+def cmd_run(args):
+    notes = []
+    mode = args.mode
+    allocs = select_allocs(args, "run" if mode != "tiny" else "check", notes)
+    if not allocs:
+        sys.stderr.write("harness: no allocator to run\n")
+        return 2
+    names = [a.name for a in allocs]
+    base = pick_baseline(args, allocs)
+    wls = args.workloads.split(",") if args.workloads else list(RUN_WORKLOADS)
+    for wl in wls:
+        if wl not in WORKLOADS:
+            sys.stderr.write("harness: unknown workload '%s'\n" % wl)
+            return 2
+        prog = os.path.join(args.bindir, WORKLOADS[wl][0])
+        if not os.access(prog, os.X_OK):
+            sys.stderr.write("harness: %s not built (make %s)\n" % (prog, WORKLOADS[wl][0]))
+            return 2
+    reps = args.reps or REPS[mode]
+    os.makedirs(args.out, exist_ok=True)
+    res = Results()
+    extra = {"seconds": "2", "warmup": "1"}
+    t_start = time.time()
+    # Interleaved: for each repetition, every workload, every allocator in
+    # turn (A B C A B C ...), so that a slow phase of the machine hits all.
+    for rep in range(1, reps + 1):
+        for wl in wls:
+            for a in allocs:
+                try:
+                    r = run_once(args, a, wl, mode, extra)
+                    res.add(wl, a.name, rep, r)
+                except RunError as e:
+                    res.add(wl, a.name, rep, err=str(e))
+                if args.verbose:
+                    sys.stderr.write("[%5.0fs] rep %d %s %s\n" % (time.time() - t_start, rep, wl, a.name))
+    # Syscall counts: separate runs under strace (not timed).
+    if args.strace and shutil.which("strace"):
+        for wl in wls:
+            for a in allocs:
+                if res.failed(wl, a.name):
+                    continue
+                try:
+                    res.sys[(wl, a.name)] = strace_counts(args, a, wl, mode)
+                except (RunError, subprocess.TimeoutExpired) as e:
+                    notes.append("strace %s/%s: %s" % (wl, a.name, e))
+    elif args.strace:
+        notes.append("strace not found: syscalls per op not measured")
+    # RSS over time of the burst workload, one traced run per allocator.
+    traces = []
+    if "burst" in wls and args.trace:
+        tool = os.path.join(args.srcdir, "tools", "rss-trace")
+        for a in allocs:
+            if res.failed("burst", a.name) or a.wrap:
+                continue
+            fn = "rss_burst_%s.csv" % a.name
+            cmd = [sys.executable, tool, "-q", "-i", "10", "-o", os.path.join(args.out, fn)]
+            for k, v in sorted(a.env.items()):
+                cmd += ["-E", "%s=%s" % (k, v)]
+            cmd += ["--"] + workload_argv(args, "burst", mode)
+            p = subprocess.run(cmd, env=proc_env(Alloc("x"), False), capture_output=True,
+                               text=True, timeout=TIMEOUT[mode])
+            if p.returncode == 0:
+                traces.append((a.name, fn, 1, 2))
+            else:
+                notes.append("rss-trace of burst/%s failed (exit %d)" % (a.name, p.returncode))
+
+    # ---- report
+    cmdline = args.cmdline
+    out = header_lines(args, allocs, base, cmdline)
+    out.insert(3, "- mode: %s, %d interleaved repetitions per (workload, allocator), threads=%d"
+               % (mode, reps, args.threads))
+    out.append("")
+    for wl in wls:
+        out.append("## %s `%s`" % (wl, " ".join(workload_argv(args, wl, mode, extra)[1:])))
+        out.append("")
+        out.append(report_workload(res, wl, names, base))
+        out.append("")
+    t = targets_report(res, names)
+    if t:
+        out += ["## Targets", "", t, ""]
+    # CSVs
+    write_csv(os.path.join(args.out, "runs.csv"), res.rawrows)
+    summ = []
+    for wl in wls:
+        for a in names:
+            row = {"workload": wl, "allocator": a, "ok": int(not res.failed(wl, a))}
+            for f in ("throughput", "peak_rss_kib", "end_rss_kib", "end_lazyfree_kib",
+                      "minor_faults", "time_s", "burst_before_kib", "burst_after_kib",
+                      "burst_after_lazyfree_kib", "burst_delta_kib"):
+                v = res.vals(wl, a, f)
+                if v:
+                    row[f + "_median"] = med(v)
+                    row[f + "_min"] = min(v)
+                    row[f + "_max"] = max(v)
+            spo = syscalls_per_op(res, wl, a)
+            if spo is not None:
+                row["mem_syscalls_per_op"] = spo
+                for k, v in res.sys[(wl, a)][0].items():
+                    row["sys_" + k] = v
+            summ.append(row)
+    write_csv(os.path.join(args.out, "summary.csv"), summ)
+    # Plots
+    if args.plots:
+        plots = []
+        plots.append(plot_bars(args.out, "throughput", res, wls, names, "throughput", base,
+                               "Throughput relative to %s (median, higher is better)" % base,
+                               "throughput / %s" % base, notes))
+        plots.append(plot_bars(args.out, "peak_rss", res, wls, names, "peak_rss_kib", None,
+                               "Peak RSS (median, lower is better)", "MiB", notes))
+        plots.append(plot_lines(args.out, "rss_burst", traces,
+                                "burst-and-release: Rss over time", notes))
+        plots = [p for p in plots if p]
+        if plots:
+            out.append("Plots in %s: %s" % (args.out, ", ".join(plots)))
+            out.append("")
+    else:
+        notes.append("plots not drawn (--no-plots)")
+    failed = sorted(res.fails)
+    if failed:
+        out.append("## Failures")
+        out.append("")
+        for wl, a in failed:
+            out.append("- %s / %s: %s" % (wl, a, "; ".join(sorted(set(res.fails[(wl, a)])))))
+        out.append("")
+    if notes:
+        out.append("Notes:")
+        out += ["- " + n for n in notes]
+        out.append("")
+    out.append("CSV: %s/runs.csv (every run), %s/summary.csv (medians, min, max, syscalls)"
+               % (args.out, args.out))
+    text = "\n".join(out) + "\n"
+    with open(os.path.join(args.out, "report.md"), "w") as f:
+        f.write(text)
+    sys.stdout.write(text)
+    if failed:
+        sys.stderr.write("harness: %d (workload, allocator) pairs FAILED\n" % len(failed))
+        return 1
+    return 0
+
+
+def cmd_soak(args):
+    notes = []
+    allocs = select_allocs(args, "soak", notes)
+    if not allocs:
+        sys.stderr.write("harness: no allocator to soak\n")
+        return 2
+    base = pick_baseline(args, allocs)
+    seconds = max(2, int(round(args.minutes * 60)))
+    warmup = args.warmup if args.warmup is not None else max(1, min(30, seconds // 10))
+    os.makedirs(args.out, exist_ok=True)
+    mode = "tiny" if args.mode == "tiny" else "full"
+    extra = {"seconds": str(seconds), "warmup": str(warmup)}
+    rows, series, fails, summ = [], [], {}, []
+    for a in allocs:
+        sys.stderr.write("soak: %s for %d s\n" % (a.name, seconds))
+        try:
+            r = run_once(args, a, "soak", mode, extra, timeout=seconds * 2 + 60)
+        except RunError as e:
+            fails[a.name] = str(e)
+            rows.append([a.name, "**FAIL**: %s" % e, "", "", "", "", ""])
+            continue
+        s = r["samples"]
+        fn = "soak_%s.csv" % a.name
+        with open(os.path.join(args.out, fn), "w") as f:
+            f.write("t_s,rss_kib,lazyfree_kib,ops\n")
+            for t, rss, lz, n in s:
+                f.write("%.3f,%d,%d,%d\n" % (t, rss, lz, n))
+        series.append((a.name, fn, 1, 2))
+        warm = next((x for x in s if x[0] >= warmup), s[-1])
+        end = s[-1]
+        after = [x[1] for x in s if x[0] >= warmup]
+        drift = 100.0 * (end[1] - warm[1]) / warm[1] if warm[1] > 0 else float("nan")
+        rows.append([a.name, "%.2f" % (r["throughput"] / 1e6), "%.1f" % (warm[1] / 1024.0),
+                     "%.1f" % (end[1] / 1024.0), "%.1f" % (max(after) / 1024.0),
+                     "%.1f" % (end[2] / 1024.0), "%+.2f %%" % drift])
+        summ.append({"allocator": a.name, "throughput": r["throughput"],
+                     "rss_warm_kib": warm[1], "rss_end_kib": end[1],
+                     "rss_max_after_warmup_kib": max(after), "lazyfree_end_kib": end[2],
+                     "drift_pct": drift, "peak_rss_kib": r["peak_rss_kib"],
+                     "minor_faults": r["minor_faults"], "seconds": seconds, "warmup_s": warmup})
+    out = header_lines(args, allocs, base, args.cmdline)
+    out += ["- soak: %d s per allocator, warm-up %d s, one sample a second" % (seconds, warmup), "",
+            "## soak (steady working set)", "",
+            md_table(["allocator", "Mops/s", "Rss at warm-up end MiB", "Rss at end MiB",
+                      "max Rss after warm-up MiB", "LazyFree at end MiB", "drift"], rows), ""]
+    write_csv(os.path.join(args.out, "soak.csv"), summ)
+    if args.plots:
+        p = plot_lines(args.out, "soak_rss", series, "soak: Rss over time", notes)
+        if p:
+            out.append("Plot: %s/%s" % (args.out, p))
+            out.append("")
+    if notes:
+        out += ["Notes:"] + ["- " + n for n in notes] + [""]
+    text = "\n".join(out) + "\n"
+    with open(os.path.join(args.out, "soak.md"), "w") as f:
+        f.write(text)
+    sys.stdout.write(text)
+    return 1 if fails else 0
+
+
+def cmd_demo(args):
+    notes = []
+    found = {a.name: a for a in discover(args.libdir, notes)}
+    if "hakmem" not in found:
+        sys.stderr.write("demo: %s/libhakmem.so is not built\n" % args.libdir)
+        return 1
+    allocs = [found["hakmem"], found["glibc"]]
+    if "mimalloc" in found:
+        allocs.append(found["mimalloc"])
+    cycles = str(args.cycles or 5000000)
+    reps = args.reps or 3
+    res = Results()
+    print("demo: bench_random_mixed %s 8192, %d interleaved runs each (%s)"
+          % (cycles, reps, ", ".join(a.name for a in allocs)))
+    for rep in range(reps):
+        for a in allocs:
+            argv = [os.path.join(args.bindir, "bench_random_mixed"), cycles, "8192"]
+            try:
+                p = subprocess.run(argv, env=proc_env(a, False), capture_output=True,
+                                   text=True, timeout=120)
+                if p.returncode != 0:
+                    raise RunError("exit status %d" % p.returncode)
+                r = parse_output("random_mixed", p.stdout, p.stderr)
+                res.add("rm", a.name, rep, r)
+                print("  %-9s %8.2f Mops/s  peak RSS %6.1f MiB  %6d minor faults"
+                      % (a.name, r["throughput"] / 1e6, r["peak_rss_kib"] / 1024.0,
+                         r["minor_faults"]))
+            except (RunError, subprocess.TimeoutExpired) as e:
+                res.add("rm", a.name, rep, err=str(e))
+                print("  %-9s FAIL: %s" % (a.name, e))
+    bt = med(res.vals("rm", "glibc", "throughput"))
+    br = med(res.vals("rm", "glibc", "peak_rss_kib"))
+    rows = []
+    for a in allocs:
+        if res.failed("rm", a.name):
+            rows.append([a.name, "FAIL", "", "", ""])
+            continue
+        t = med(res.vals("rm", a.name, "throughput"))
+        rr = med(res.vals("rm", a.name, "peak_rss_kib"))
+        rows.append([a.name, "%.2f" % (t / 1e6), fmt_ratio(t, bt), "%.1f" % (rr / 1024.0),
+                     fmt_ratio(rr, br)])
+    print("")
+    print(md_table(["allocator", "Mops/s (median)", "vs glibc", "peak RSS MiB (median)",
+                    "vs glibc"], rows))
+    print("")
+    print("(medians of %d runs; see bench/README for `make bench`)" % reps)
+    return 1 if res.fails else 0
+
+
+def callgrind_ir(args, alloc, cycles):
+    fd, path = tempfile.mkstemp(prefix="callgrind-", suffix=".out")
+    os.close(fd)
+    try:
+        cmd = ["valgrind", "--tool=callgrind", "--toggle-collect=bench_loop",
+               "--callgrind-out-file=" + path,
+               os.path.join(args.bindir, "bench_random_mixed"), str(cycles), "8192"]
+        p = subprocess.run(cmd, env=proc_env(alloc, False), capture_output=True, text=True,
+                           timeout=1200)
+        if p.returncode != 0:
+            raise RunError("valgrind exit status %d: %s" % (p.returncode, p.stderr.strip()[-200:]))
+        parse_output("random_mixed", p.stdout, "")
+        ir = None
+        with open(path) as f:
+            for line in f:
+                if line.startswith("totals:") or (ir is None and line.startswith("summary:")):
+                    ir = int(line.split()[1])
+        if not ir:
+            raise RunError("no instruction total in callgrind output")
+        return ir
+    finally:
+        os.unlink(path)
+
+
+def cmd_instr(args):
+    notes = []
+    if not shutil.which("valgrind"):
+        sys.stderr.write("instr: valgrind not found\n")
+        return 77
+    allocs = select_allocs(args, "instr", notes)
+    if not args.allocs:
+        allocs = [a for a in allocs if a.name in ("glibc", "mimalloc", "hakmem")
+                  or a.name.startswith("hakmem-lean-") and a.name != "hakmem-lean-off"]
+    cycles = args.cycles or 2000000
+    rows, irs, fails = [], {}, 0
+    for a in allocs:
+        try:
+            irs[a.name] = callgrind_ir(args, a, cycles) / float(cycles)
+        except (RunError, subprocess.TimeoutExpired) as e:
+            rows.append([a.name, "**FAIL**: %s" % e, ""])
+            fails += 1
+    base = "mimalloc" if "mimalloc" in irs else pick_baseline(args, allocs)
+    for a in allocs:
+        if a.name in irs:
+            rows.append([a.name, "%.1f" % irs[a.name],
+                         fmt_ratio(irs[a.name], irs.get(base))])
+    out = ["# Instructions per op (callgrind)", "",
+           "- command: `%s`" % args.cmdline,
+           "- `valgrind --tool=callgrind --toggle-collect=bench_loop bench_random_mixed %d 8192`:"
+           " instructions executed inside the timed loop (malloc/free included), divided by"
+           " the cycles" % cycles, "",
+           md_table(["allocator", "instructions/op", "vs %s" % base], rows), ""]
+    if "hakmem" in irs and "mimalloc" in irs:
+        v = irs["hakmem"] / irs["mimalloc"]
+        out.append("Target hakmem/mimalloc <= 0.85: %.2f, %s" % (v, "met" if v <= 0.85 else "**not met**"))
+        out.append("")
+    if notes:
+        out += ["Notes:"] + ["- " + n for n in notes] + [""]
+    text = "\n".join(out) + "\n"
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "instr.md"), "w") as f:
+        f.write(text)
+    sys.stdout.write(text)
+    return 1 if fails else 0
+
+
+def cmd_list(args):
+    notes = []
+    for a in discover(args.libdir, notes):
+        print("%-22s %s" % (a.name, a.describe()))
+    for n in notes:
+        print("note: " + n)
+    return 0
+
+
+def main(argv):
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(prog="harness.py", description=__doc__.split("\n")[0])
+    ap.add_argument("command", nargs="?", default="run",
+                    choices=["run", "soak", "demo", "instr", "list"])
+    ap.add_argument("--builddir", default=None,
+                    help="top build directory (default: the parent of this script's directory)")
+    ap.add_argument("--srcdir", default=os.path.dirname(here), help="top source directory")
+    ap.add_argument("--bindir", default=None, help="where the bench programs are (BUILDDIR/bench)")
+    ap.add_argument("--libdir", default=None, help="where libhakmem*.so are (BUILDDIR/src/.libs)")
+    ap.add_argument("--out", default=None, help="results directory (BUILDDIR/bench/out)")
+    ap.add_argument("--mode", default="quick", choices=["tiny", "quick", "full"])
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (tiny 1, quick 5, full 7)")
+    ap.add_argument("--workloads", default=None, help="comma list (default: all but soak)")
+    ap.add_argument("--allocs", default=None,
+                    help="comma list of allocator names, 'all' or 'none' (see `list`)")
+    ap.add_argument("--alloc", action="append",
+                    help="extra allocator NAME=/path.so | NAME=env:K=V,.. | NAME=wrap:CMD")
+    ap.add_argument("--baseline", default=None, help="ratios against (default mimalloc, else glibc)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--timeout", type=int, default=None,
+                    help="seconds per run before it counts as failed (tiny 60, quick 300, full 600)")
+    ap.add_argument("--minutes", type=float, default=1.0, help="soak: minutes per allocator")
+    ap.add_argument("--warmup", type=int, default=None, help="soak: warm-up seconds")
+    ap.add_argument("--cycles", type=int, default=None, help="demo / instr: cycles")
+    ap.add_argument("--no-strace", dest="strace", action="store_false")
+    ap.add_argument("--no-seccomp", dest="seccomp", action="store_false",
+                    help="plain ptrace strace (older strace without --seccomp-bpf)")
+    ap.add_argument("--no-trace", dest="trace", action="store_false", help="no rss-trace runs")
+    ap.add_argument("--no-plots", dest="plots", action="store_false")
+    ap.add_argument("--stats", action="store_true",
+                    help="HAKMEM_SS_OS_STATS=1 for hakmem runs; counters go to runs.csv")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    args.cmdline = " ".join(shlex.quote(a) for a in ["bench/harness.py"] + argv)
+    b = args.builddir or os.path.dirname(here)
+    args.bindir = os.path.abspath(args.bindir or os.path.join(b, "bench"))
+    args.libdir = os.path.abspath(args.libdir or os.path.join(b, "src", ".libs"))
+    args.out = os.path.abspath(args.out or os.path.join(b, "bench", "out"))
+    if args.threads < 1:
+        ap.error("--threads must be >= 1")
+    return {"run": cmd_run, "soak": cmd_soak, "demo": cmd_demo, "instr": cmd_instr,
+            "list": cmd_list}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

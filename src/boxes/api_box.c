@@ -1,0 +1,158 @@
+/* api_box: the prefixed API (hakmem_*) and the out-of-line slow paths of
+ * every entry point. See api_box.h. */
+#include "hakmem_internal.h"
+#include "api_box.h"
+#include "diag_box.h"
+#include "env_box.h"
+#include "hakmem.h"
+#include "superslab_stats.h"
+#include "thread_box.h"
+
+void hk_free_other(void *p, unsigned kind)
+{
+    if (!p)
+        return;
+    if (kind == HK_REG_LARGE && hk_large_free(p))
+        return;
+    int saved = errno;
+    hk_report_misuse("invalid free", p, "not a block hakmem handed out");
+    errno = saved;
+}
+
+size_t hk_usable_other(void *p, unsigned kind)
+{
+    if (!p)
+        return 0;
+    if (kind == HK_REG_LARGE) {
+        size_t s = hk_large_usable(p);
+        if (s)
+            return s;
+    }
+    int saved = errno;
+    hk_report_misuse("malloc_usable_size", p, "not a block hakmem handed out");
+    errno = saved;
+    return 0;
+}
+
+void *hk_calloc_slow(size_t total)
+{
+    /* Fresh large mappings are already zero: large_box clears only reused ones. */
+    return hk_large_alloc(total, 0, true);
+}
+
+void *hk_alloc_aligned(size_t align, size_t size, bool zero)
+{
+    if (size > HK_MAX_REQUEST || align > HK_MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (align <= 16) {
+        void *p = hk_api_malloc(size);
+        if (p && zero)
+            memset(p, 0, size);
+        return p;
+    }
+    if (size <= HK_SMALL_MAX) {
+        /* A class whose block size is a multiple of align: every block of
+         * it is aligned, because slabs are 64 KiB-aligned. */
+        int cls = hk_class_for_aligned(size, align);
+        if (cls >= 0) {
+            void *p = hk_small_alloc((unsigned)cls);
+            if (p && zero)
+                memset(p, 0, size);
+            return p;
+        }
+    }
+    return hk_large_alloc(size ? size : 1, align, zero);
+}
+
+void *hk_realloc_impl(void *p, size_t size)
+{
+    if (!p)
+        return hk_api_malloc(size);
+    if (size == 0) {
+        /* glibc: realloc(p, 0) frees p and returns NULL. */
+        hk_api_free(p);
+        return NULL;
+    }
+    if (size > HK_MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    unsigned kind = hk_registry_kind((uintptr_t)p);
+    size_t old;
+    if (kind == HK_REG_SUPERSLAB) {
+        old = hk_small_usable(p);
+        if (!old) {
+            hk_free_misuse(p, HK_MISUSE_INVALID);
+            errno = ENOMEM;
+            return NULL;
+        }
+        /* Stay in place if it fits and would not waste more than half. */
+        if (size <= old && (size > old / 2 || old <= 16))
+            return p;
+    } else if (kind == HK_REG_LARGE) {
+        if (size > HK_SMALL_MAX) {
+            bool found;
+            void *q = hk_large_realloc(p, size, &found);
+            if (found)
+                return q;
+        }
+        old = hk_large_usable(p);
+        if (!old)
+            goto foreign;
+    } else {
+        goto foreign;
+    }
+    void *q = hk_api_malloc(size);
+    if (!q)
+        return NULL;
+    memcpy(q, p, old < size ? old : size);
+    hk_api_free(p);
+    return q;
+
+foreign : {
+    int saved = errno;
+    hk_report_misuse("invalid realloc", p, "not a block hakmem handed out");
+    errno = saved == 0 ? ENOMEM : ENOMEM;
+    return NULL;
+}
+}
+
+/* ------------------------------------------------------------------------ */
+/* The prefixed API. */
+
+HK_API void *hakmem_malloc(size_t size) { return hk_api_malloc(size); }
+HK_API void hakmem_free(void *p) { hk_api_free(p); }
+HK_API void *hakmem_calloc(size_t n, size_t size) { return hk_api_calloc(n, size); }
+HK_API void *hakmem_realloc(void *p, size_t size) { return hk_realloc_impl(p, size); }
+HK_API void *hakmem_reallocarray(void *p, size_t n, size_t size) { return hk_api_reallocarray(p, n, size); }
+HK_API int hakmem_posix_memalign(void **memptr, size_t align, size_t size)
+{
+    return hk_api_posix_memalign(memptr, align, size);
+}
+HK_API void *hakmem_aligned_alloc(size_t align, size_t size) { return hk_api_aligned_alloc(align, size); }
+HK_API void *hakmem_memalign(size_t align, size_t size) { return hk_api_memalign(align, size); }
+HK_API void *hakmem_valloc(size_t size) { return hk_api_valloc(size); }
+HK_API void *hakmem_pvalloc(size_t size) { return hk_api_pvalloc(size); }
+HK_API size_t hakmem_malloc_usable_size(void *p) { return hk_api_usable(p); }
+HK_API void hakmem_free_sized(void *p, size_t size) { hk_api_free(p); }
+HK_API void hakmem_free_aligned_sized(void *p, size_t align, size_t size) { hk_api_free(p); }
+
+HK_API int hakmem_malloc_trim(size_t pad)
+{
+    return hk_large_trim() > 0;
+}
+
+HK_API int hakmem_owns(const void *p)
+{
+    unsigned kind = hk_registry_kind((uintptr_t)p);
+    if (kind == HK_REG_SUPERSLAB)
+        return hk_small_usable(p) != 0;
+    if (kind == HK_REG_LARGE)
+        return hk_large_usable(p) != 0;
+    return 0;
+}
+
+HK_API const char *hakmem_version(void) { return PACKAGE_VERSION; }
+HK_API const char *hakmem_variant(void) { return config_variant_name; }

@@ -1,0 +1,120 @@
+/* heap_box (front): per-thread heaps, size-class slabs, small malloc/free.
+ *
+ * Each thread has a heap: for every size class a list of slabs with free
+ * blocks (the head is where malloc pops from). A slab belongs to the heap
+ * that owns its superslab. The owner allocates from `free` and frees into
+ * `local_free` with no atomics. Any other thread frees into the slab's
+ * `thread_free` with one CAS; a slab the owner parked as full tells the
+ * owner through the heap's notification stack (HK_TF_FULL -> NOTIFYING).
+ * A slab whose blocks all came back is returned to its superslab (except the
+ * last slab of a class: hysteresis); an empty superslab goes to
+ * superslab_free(). An exiting thread abandons its superslabs; any heap may
+ * adopt them.
+ *
+ * Owns: hk_heap_t, the class lists, carving, local/remote free, thread
+ * exit (abandon) and adoption.
+ * Must not: call the OS directly, or decide about releasing memory to the
+ * OS (the superslab box and release policy do). */
+#ifndef HAKMEM_HEAP_BOX_H
+#define HAKMEM_HEAP_BOX_H
+
+#include "hakmem_internal.h"
+#include "size_class_box.h"
+#include "ss_allocation_box.h"
+
+typedef struct hk_heap {
+    hk_slab_t *cur[HK_NUM_CLASSES];     /* class list heads; &g_hk_slab_empty if none */
+    _Atomic(hk_slab_t *) remote_slabs;  /* slabs that got remote frees while parked full */
+    hk_superslab_t *ss_list;            /* owned superslabs, those with unused slabs first */
+    uint32_t ss_count;
+    uint32_t empty_ss;                  /* owned superslabs with no slab in use */
+    struct hk_heap *next_free;          /* heap pool */
+    uint32_t alive;
+} hk_heap_t;
+
+extern hk_heap_t g_hk_heap_empty; /* every thread starts here: all lists empty */
+extern hk_slab_t g_hk_slab_empty; /* sentinel slab: no free blocks */
+extern __thread hk_heap_t *hk_tls_heap;
+extern uintptr_t g_hk_cookie;     /* per-process secret for free-block tags */
+
+void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls);
+void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab);
+void hk_heap_free_remote(hk_superslab_t *ss, hk_slab_t *slab, hk_block_t *b);
+void hk_free_misuse(void *p, int kind);
+
+/* Allocate a block of class `cls`. NULL + ENOMEM when memory runs out. */
+HK_INLINE void *hk_small_alloc(unsigned cls)
+{
+    hk_heap_t *heap = hk_tls_heap;
+    hk_slab_t *slab = heap->cur[cls];
+    hk_block_t *b = slab->free;
+    if (HK_UNLIKELY(!b))
+        return hk_heap_alloc_slow(heap, cls);
+    slab->free = b->next;
+    slab->used++;
+    b->tag = 0; /* a live block never carries the free tag */
+    return b;
+}
+
+enum { HK_MISUSE_INVALID = 1, HK_MISUSE_DOUBLE = 2 };
+
+/* Is p the start of a carved block of this slab? One multiply: see
+ * hk_div_magic(). Unused slabs have div_magic 0 and always fail. */
+HK_INLINE bool hk_slab_is_block_start(const hk_slab_t *slab, uintptr_t a)
+{
+    uint64_t prod = (uint64_t)(uint32_t)(a & (HK_SLAB_SIZE - 1)) * slab->div_magic;
+    return (uint32_t)prod < slab->div_magic && (prod >> 32) < slab->reserved;
+}
+
+HK_INLINE hk_slab_t *hk_slab_of(hk_superslab_t *ss, uintptr_t a)
+{
+    return &ss->slabs[(a >> HK_SLAB_SHIFT) & (HK_SLABS_PER_SS - 1)];
+}
+
+/* Free a pointer that lies in one of our superslabs. */
+HK_INLINE void hk_small_free(void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    hk_superslab_t *ss = hk_ss_of(p);
+    hk_slab_t *slab = hk_slab_of(ss, a);
+    if (HK_UNLIKELY(!hk_slab_is_block_start(slab, a))) {
+        hk_free_misuse(p, HK_MISUSE_INVALID);
+        return;
+    }
+    hk_block_t *b = (hk_block_t *)p;
+    uintptr_t tag = g_hk_cookie ^ a;
+    if (HK_UNLIKELY(b->tag == tag)) {
+        hk_free_misuse(p, HK_MISUSE_DOUBLE);
+        return;
+    }
+    b->tag = tag;
+    hk_heap_t *heap = hk_tls_heap;
+    if (HK_LIKELY(atomic_load_explicit(&ss->heap, memory_order_relaxed) == heap)) {
+        b->next = slab->local_free;
+        slab->local_free = b;
+        if (HK_UNLIKELY(--slab->used == 0 || slab->in_full))
+            hk_heap_free_slow_local(heap, slab);
+        return;
+    }
+    hk_heap_free_remote(ss, slab, b);
+}
+
+/* Usable size of a small block (p already known to be in a superslab);
+ * 0 if p is not the start of a block. */
+HK_INLINE size_t hk_small_usable(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    hk_slab_t *slab = hk_slab_of(hk_ss_of(p), a);
+    if (!hk_slab_is_block_start(slab, a))
+        return 0;
+    return slab->block_size;
+}
+
+/* Thread lifecycle (thread_box calls these). */
+hk_heap_t *hk_heap_thread_init(void);
+void hk_heap_thread_done(hk_heap_t *heap);
+void hk_heap_fork_prepare(void);
+void hk_heap_fork_parent(void);
+void hk_heap_fork_child(void);
+
+#endif

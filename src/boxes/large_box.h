@@ -1,0 +1,32 @@
+/* large_box: objects above HK_SMALL_MAX (32 KiB), each in its own mapping.
+ *
+ * Owns: the table of live large mappings (keyed by the user pointer, so a
+ * pointer is recognised without reading the memory it points to), the
+ * bounded cache of freed mappings (HAKMEM_LARGE_CACHE_MB, default 256):
+ * a program that frees and reallocates big buffers reuses resident pages
+ * instead of faulting them in again, and in-place/mremap realloc.
+ * Must not: call mmap directly (os box), or syscall while holding its lock. */
+#ifndef HAKMEM_LARGE_BOX_H
+#define HAKMEM_LARGE_BOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* size > 0; align a power of two (0 or <= page: page-aligned). zero: the
+ * first `size` bytes must read as zero. NULL + ENOMEM on failure. */
+void *hk_large_alloc(size_t size, size_t align, bool zero);
+/* true if p was a live large block (and is now freed). */
+bool hk_large_free(void *p);
+/* Usable size of a live large block; 0 if p is not one. */
+size_t hk_large_usable(const void *p);
+/* Resize a live large block (new_size > 0). Returns the block (maybe moved)
+ * or NULL + ENOMEM (p untouched). *found = false if p is not a large block. */
+void *hk_large_realloc(void *p, size_t new_size, bool *found);
+/* Unmap every cached range. Returns bytes released. */
+size_t hk_large_trim(void);
+
+void hk_large_fork_prepare(void);
+void hk_large_fork_parent(void);
+void hk_large_fork_child(void);
+
+#endif

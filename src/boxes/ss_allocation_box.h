@@ -1,0 +1,98 @@
+/* ss_allocation_box (superslab box): superslabs and their slab metadata.
+ *
+ * A superslab is 2 MiB, 2 MiB-aligned; its first 64 KiB (slab 0) hold this
+ * header, the other 31 slabs serve size classes. A superslab belongs to one
+ * thread heap at a time (hk_superslab_t.heap), or to nobody: then it is
+ * either abandoned (its thread exited with live blocks in it; any heap may
+ * adopt it) or empty and cached for reuse.
+ * Owns: acquiring superslabs (cache, then the OS), superslab_free(), the
+ * empty-superslab cache and the abandoned list.
+ * Must not: touch a heap's class lists (heap_box does), or call mmap itself
+ * (the os box does). */
+#ifndef HAKMEM_SS_ALLOCATION_BOX_H
+#define HAKMEM_SS_ALLOCATION_BOX_H
+
+#include "hakmem_internal.h"
+
+struct hk_heap;
+
+/* Low bits of hk_slab_t.thread_free (the rest is the list head). */
+enum {
+    HK_TF_NORMAL = 0,    /* remote frees just push */
+    HK_TF_FULL = 1,      /* owner parked the slab as full: next remote free notifies */
+    HK_TF_NOTIFYING = 2, /* a remote thread is notifying the owner right now */
+};
+#define HK_TF_STATE(w) ((w) & (uintptr_t)3)
+#define HK_TF_LIST(w) ((hk_block_t *)((w) & ~(uintptr_t)3))
+
+/* Per-slab metadata, in the superslab header. The first half is the
+ * owner's; thread_free is shared with other threads (its own line). */
+typedef struct hk_slab {
+    hk_block_t *free;       /* owner: blocks ready to hand out */
+    hk_block_t *local_free; /* owner: blocks the owner freed */
+    uint32_t used;          /* handed out and not yet back on free/local_free */
+    uint32_t div_magic;     /* hk_div_magic(block_size); 0 while unused, so
+                               every free into an unused slab is refused */
+    uint32_t block_size;    /* 0 while unused */
+    uint16_t capacity;      /* blocks that fit */
+    uint16_t reserved;      /* blocks carved so far (carving is lazy) */
+    uint8_t cls;
+    uint8_t in_full;        /* owner: parked off the class list */
+    uint8_t index;          /* position in the superslab */
+    uint8_t pad0;
+    uint32_t pad1;
+    struct hk_slab *next, *prev; /* owner: class list */
+    struct hk_slab *remote_next; /* link in the owner heap's notification stack */
+    _Atomic uintptr_t thread_free; /* remote frees: list head | HK_TF_* state */
+    uint8_t pad3[64 - 8];
+} hk_slab_t;
+
+typedef enum {
+    HK_SS_ACTIVE = 1,      /* owned by a heap */
+    HK_SS_ABANDONED = 2,   /* its heap's thread exited; on the abandoned list */
+    HK_SS_CACHED = 3,      /* empty, committed, on the cache */
+    HK_SS_DECOMMITTED = 4, /* empty, pages given back, range kept for reuse */
+} hk_ss_state_t;
+
+typedef struct hk_superslab {
+    uint64_t magic;                   /* HK_SS_MAGIC while in use; cleared on release */
+    _Atomic(struct hk_heap *) heap;   /* owner, NULL when abandoned or cached */
+    uint32_t used_slabs;              /* slabs serving a class */
+    uint32_t free_mask;               /* bit i set: slab i is unused (i >= 1) */
+    uint32_t state;                   /* hk_ss_state_t */
+    uint32_t pad0;
+    struct hk_superslab *next, *prev; /* heap list, cache or abandoned list */
+    uint8_t pad1[128 - 48];
+    hk_slab_t slabs[HK_SLABS_PER_SS]; /* slabs[0] is never used */
+} hk_superslab_t;
+
+#define HK_SS_ALL_SLABS_FREE 0xFFFFFFFEu
+
+HK_INLINE hk_superslab_t *hk_ss_of(const void *p)
+{
+    return (hk_superslab_t *)((uintptr_t)p & ~(uintptr_t)HK_SS_MASK);
+}
+HK_INLINE uint8_t *hk_slab_base(hk_superslab_t *ss, const hk_slab_t *slab)
+{
+    return (uint8_t *)ss + ((size_t)slab->index << HK_SLAB_SHIFT);
+}
+
+/* A superslab with every slab unused, owned by nobody yet; NULL when the OS
+ * refuses memory (errno untouched: the caller sets ENOMEM). */
+hk_superslab_t *superslab_acquire(void);
+/* Take back an empty superslab (used_slabs == 0, owner cleared). FAST keeps
+ * it cached for reuse; the LEAN release policy may decommit or unmap it. */
+void superslab_free(hk_superslab_t *ss);
+/* Make a fresh superslab resident and cache it (prewarm). 0 on success. */
+int superslab_prewarm_one(void);
+
+/* Abandoned superslabs: pushed by an exiting thread, adopted by any heap. */
+void superslab_abandon(hk_superslab_t *ss);
+hk_superslab_t *superslab_adopt(void);
+
+/* Fork: hold the box's locks across fork() so the child finds them free. */
+void superslab_fork_prepare(void);
+void superslab_fork_parent(void);
+void superslab_fork_child(void);
+
+#endif

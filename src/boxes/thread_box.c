@@ -1,0 +1,111 @@
+/* thread_box: global init, thread exit, fork. See the header. */
+#include "hakmem_internal.h"
+#include "thread_box.h"
+#include "diag_box.h"
+#include "env_box.h"
+#include "heap_box.h"
+#include "large_box.h"
+#include "ss_allocation_box.h"
+#include "ss_hot_prewarm_box.h"
+#include "ss_registry_box.h"
+#include "superslab_stats.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/auxv.h>
+#include <time.h>
+#include <unistd.h>
+
+/* 0 = not started, 1 = in progress, 2 = done, 3 = failed. */
+static _Atomic int g_init_state;
+static pthread_key_t g_exit_key;
+
+static void thread_exit_hook(void *arg)
+{
+    hk_heap_thread_done((hk_heap_t *)arg);
+}
+
+static void fork_prepare(void)
+{
+    hk_large_fork_prepare();
+    superslab_fork_prepare();
+    hk_heap_fork_prepare();
+}
+
+static void fork_parent(void)
+{
+    hk_heap_fork_parent();
+    superslab_fork_parent();
+    hk_large_fork_parent();
+}
+
+static void fork_child(void)
+{
+    hk_heap_fork_child();
+    superslab_fork_child();
+    hk_large_fork_child();
+}
+
+static uintptr_t make_cookie(void)
+{
+    uintptr_t c = 0;
+    const uint8_t *rnd = (const uint8_t *)getauxval(AT_RANDOM);
+    if (rnd) {
+        for (int i = 0; i < 8; i++)
+            c = (c << 8) | rnd[8 + i];
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    c ^= (uintptr_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull;
+    c ^= (uintptr_t)&g_init_state;
+    return c | 1; /* never 0: a zeroed block must not look free */
+}
+
+int hk_global_init(void)
+{
+    int st = atomic_load_explicit(&g_init_state, memory_order_acquire);
+    if (HK_LIKELY(st == 2))
+        return 0;
+    int expect = 0;
+    if (st == 0 && atomic_compare_exchange_strong(&g_init_state, &expect, 1)) {
+        hk_env_init();
+        g_hk_cookie = make_cookie();
+        if (hk_registry_init() != 0) {
+            atomic_store_explicit(&g_init_state, 3, memory_order_release);
+            return -1;
+        }
+        if (pthread_key_create(&g_exit_key, thread_exit_hook) != 0)
+            hk_fatal("cannot create the thread-exit key");
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+        if (hk_opt(HK_OPT_VERBOSE))
+            hk_env_dump();
+        atomic_store_explicit(&g_init_state, 2, memory_order_release);
+        /* After init is published: prewarm allocates superslabs itself. */
+        box_ss_hot_prewarm_all();
+        return 0;
+    }
+    /* Another thread is initialising (it never allocates through us while
+     * doing so): wait for it. */
+    while ((st = atomic_load_explicit(&g_init_state, memory_order_acquire)) == 1)
+        sched_yield();
+    return st == 2 ? 0 : -1;
+}
+
+void hk_thread_register_exit(hk_heap_t *h)
+{
+    /* The main thread never runs key destructors (exit() does not), which
+     * is fine: the process is going away. */
+    pthread_setspecific(g_exit_key, h);
+}
+
+/* Prewarm at load time, before main, so the first timed loop of a program
+ * finds its memory resident. */
+__attribute__((constructor(101))) static void hakmem_load(void)
+{
+    hk_global_init();
+}
+
+__attribute__((destructor)) static void hakmem_unload(void)
+{
+    hk_stats_at_exit();
+}

@@ -1,0 +1,18 @@
+/* thread_box: process and thread lifecycle.
+ * Owns: one-time global initialisation (registry, settings, secret cookie,
+ * prewarm), the thread-exit hook (a pthread key whose destructor abandons
+ * the thread's heap), and the fork handlers that keep every lock consistent
+ * across fork().
+ * Must not: allocate through malloc. */
+#ifndef HAKMEM_THREAD_BOX_H
+#define HAKMEM_THREAD_BOX_H
+
+struct hk_heap;
+
+/* Initialise the process state once (any thread, any time, reentrant-safe).
+ * 0 on success, -1 if the allocator cannot work (no address space). */
+int hk_global_init(void);
+/* Arrange for hk_heap_thread_done(h) when the calling thread exits. */
+void hk_thread_register_exit(struct hk_heap *h);
+
+#endif

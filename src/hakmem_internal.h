@@ -1,0 +1,50 @@
+/* hakmem_internal.h: what every box shares: compiler helpers, the geometry
+ * of superslabs and slabs, and the layout of their metadata.
+ *
+ * Geometry: a superslab is a 2 MiB region aligned to 2 MiB, so the superslab
+ * of any small block is `ptr & ~(2 MiB - 1)`. It is cut into 32 slabs of
+ * 64 KiB. Slab 0 holds the superslab header (only its first pages are ever
+ * touched); slabs 1..31 each serve one size class at a time.
+ */
+#ifndef HAKMEM_INTERNAL_H
+#define HAKMEM_INTERNAL_H
+
+#include "hakmem_config.h"
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HK_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HK_NOINLINE __attribute__((noinline))
+#define HK_COLD __attribute__((cold, noinline))
+#define HK_INLINE static inline __attribute__((always_inline))
+/* Exported API symbols (the library builds with -fvisibility=hidden). */
+#define HK_API __attribute__((visibility("default")))
+
+#define HK_PAGE_SIZE ((size_t)4096)
+#define HK_SS_SHIFT 21
+#define HK_SS_SIZE ((size_t)1 << HK_SS_SHIFT)
+#define HK_SS_MASK (HK_SS_SIZE - 1)
+#define HK_SLAB_SHIFT 16
+#define HK_SLAB_SIZE ((size_t)1 << HK_SLAB_SHIFT)
+#define HK_SLABS_PER_SS ((int)(HK_SS_SIZE / HK_SLAB_SIZE)) /* 32, slab 0 = header */
+#define HK_SS_MAGIC 0x48414b4d454d5353ULL                 /* "HAKMEMSS" */
+
+/* Largest size served from slabs; larger requests are mapped on their own. */
+#define HK_SMALL_MAX ((size_t)32768)
+#define HK_NUM_CLASSES 72
+
+/* Requests above this can never be satisfied (glibc's limit). */
+#define HK_MAX_REQUEST ((size_t)PTRDIFF_MAX - 2 * HK_SS_SIZE)
+
+static inline uintptr_t hk_align_up(uintptr_t x, uintptr_t a) { return (x + a - 1) & ~(a - 1); }
+
+/* A free block: the free-list link, and a tag marking it free
+ * (tag == g_hk_cookie ^ address) so a second free of it is recognised. */
+typedef struct hk_block {
+    struct hk_block *next;
+    uintptr_t tag;
+} hk_block_t;
+
+#endif /* HAKMEM_INTERNAL_H */

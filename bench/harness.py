@@ -80,7 +80,7 @@ WORKLOADS = {
     }),
 }
 RUN_WORKLOADS = ["random_mixed", "burst", "prodcons", "churn", "realloc", "large"]
-REPS = {"tiny": 1, "quick": 5, "full": 7}
+REPS = {"tiny": 1, "quick": 7, "full": 9}
 TIMEOUT = {"tiny": 60, "quick": 300, "full": 600}
 MEM_SYSCALLS = ["mmap", "munmap", "madvise", "mremap", "brk"]
 
@@ -958,7 +958,7 @@ def main(argv):
     ap.add_argument("--libdir", default=None, help="where libhakmem*.so are (BUILDDIR/src/.libs)")
     ap.add_argument("--out", default=None, help="results directory (BUILDDIR/bench/out)")
     ap.add_argument("--mode", default="quick", choices=["tiny", "quick", "full"])
-    ap.add_argument("--reps", type=int, default=None, help="repetitions (tiny 1, quick 5, full 7)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (tiny 1, quick 7, full 9)")
     ap.add_argument("--workloads", default=None, help="comma list (default: all but soak)")
     ap.add_argument("--allocs", default=None,
                     help="comma list of allocator names, 'all' or 'none' (see `list`)")

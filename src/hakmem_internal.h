@@ -19,6 +19,9 @@
 #define HK_NOINLINE __attribute__((noinline))
 #define HK_COLD __attribute__((cold, noinline))
 #define HK_INLINE static inline __attribute__((always_inline))
+/* Library-internal globals: declared hidden so that code reaches them
+ * directly, not through the GOT. */
+#define HK_HIDDEN __attribute__((visibility("hidden")))
 /* Exported API symbols (the library builds with -fvisibility=hidden). */
 #define HK_API __attribute__((visibility("default")))
 

@@ -8,6 +8,13 @@
 #include "superslab_stats.h"
 #include "thread_box.h"
 
+void *hk_malloc_above_direct(size_t size)
+{
+    if (size <= HK_SMALL_MAX)
+        return hk_small_alloc(hk_size_to_class(size));
+    return hk_large_alloc(size, 0, false);
+}
+
 void hk_free_other(void *p, unsigned kind)
 {
     if (!p)

@@ -16,6 +16,7 @@
 #include <string.h>
 
 /* Slow paths, out of line (api_box.c). */
+void *hk_malloc_above_direct(size_t size);
 void hk_free_other(void *p, unsigned kind);
 void *hk_alloc_aligned(size_t align, size_t size, bool zero);
 void *hk_calloc_slow(size_t total);
@@ -24,9 +25,10 @@ size_t hk_usable_other(void *p, unsigned kind);
 
 HK_INLINE void *hk_api_malloc(size_t size)
 {
-    if (HK_LIKELY(size <= HK_SMALL_MAX))
-        return hk_small_alloc(hk_size_to_class(size));
-    return hk_large_alloc(size, 0, false);
+    /* One compare on the hot path: sizes up to 1 KiB use the direct table. */
+    if (HK_LIKELY(size <= HK_DIRECT_MAX))
+        return hk_small_alloc(g_hk_class_direct[(size + 15) >> 4]);
+    return hk_malloc_above_direct(size);
 }
 
 HK_INLINE void hk_api_free(void *p)

@@ -90,7 +90,7 @@ static void heap_reset(hk_heap_t *h)
 
 /* ------------------------------------------------------------------------ */
 /* Class lists (owner only). A slab is either on its class list or parked
- * full (in_full = 1); the list head is where malloc pops from. */
+ * full (HK_USED_PARKED set in used); the list head is where malloc pops from. */
 
 static void class_list_push_front(hk_heap_t *h, hk_slab_t *s)
 {
@@ -207,7 +207,7 @@ static void slab_set_tf_state(hk_slab_t *s, uintptr_t state)
 /* Move collected remote frees onto the owner's free list. */
 static void slab_absorb_remote(hk_slab_t *s, hk_block_t *list)
 {
-    uint32_t n = 0;
+    int32_t n = 0;
     hk_block_t *tail = list;
     for (;;) {
         n++;
@@ -217,11 +217,13 @@ static void slab_absorb_remote(hk_slab_t *s, hk_block_t *list)
     }
     tail->next = s->free;
     s->free = list;
-    s->used -= n;
+    s->used -= n; /* keeps HK_USED_PARKED */
 }
 
-void hk_heap_free_remote(hk_superslab_t *ss, hk_slab_t *slab, hk_block_t *b)
+void hk_heap_free_remote(hk_block_t *b)
 {
+    hk_superslab_t *ss = hk_ss_of(b);
+    hk_slab_t *slab = hk_slab_of(ss, (uintptr_t)b);
     uintptr_t old = atomic_load_explicit(&slab->thread_free, memory_order_relaxed);
     uintptr_t nw;
     do {
@@ -253,7 +255,7 @@ void hk_heap_free_remote(hk_superslab_t *ss, hk_slab_t *slab, hk_block_t *b)
 /* Owner: a parked slab has free blocks again: back onto its class list. */
 static void slab_unpark(hk_heap_t *h, hk_slab_t *s)
 {
-    s->in_full = 0;
+    s->used &= ~HK_USED_PARKED;
     slab_set_tf_state(s, HK_TF_NORMAL);
     class_list_insert_second(h, s);
 }
@@ -269,7 +271,7 @@ static void heap_drain_notifications(hk_heap_t *h)
     while (s) {
         hk_slab_t *next = s->remote_next;
         hk_superslab_t *ss = hk_ss_of(s);
-        if (atomic_load_explicit(&ss->heap, memory_order_relaxed) == h && s->in_full) {
+        if (atomic_load_explicit(&ss->heap, memory_order_relaxed) == h && (s->used & HK_USED_PARKED)) {
             hk_block_t *list = slab_collect_remote(s);
             if (list)
                 slab_absorb_remote(s, list);
@@ -288,13 +290,12 @@ static void slab_format(hk_slab_t *s, unsigned cls)
 {
     uint32_t bs = (uint32_t)hk_class_size(cls);
     s->free = NULL;
-    s->local_free = NULL;
     s->used = 0;
     s->block_size = bs;
     s->capacity = (uint16_t)(HK_SLAB_SIZE / bs);
     s->reserved = 0;
+    s->carved_end = 0;
     s->cls = (uint8_t)cls;
-    s->in_full = 0;
     s->next = s->prev = NULL;
     atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
     /* Publish div_magic last: from here on frees into the slab are accepted. */
@@ -304,14 +305,15 @@ static void slab_format(hk_slab_t *s, unsigned cls)
 /* Hand a slab with no live block back to its superslab. */
 static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
 {
-    if (!s->in_full)
+    if (!(s->used & HK_USED_PARKED))
         class_list_remove(h, s);
     __atomic_store_n(&s->div_magic, 0, __ATOMIC_RELAXED);
     s->block_size = 0;
     s->capacity = 0;
     s->reserved = 0;
-    s->free = s->local_free = NULL;
-    s->in_full = 0;
+    s->carved_end = 0;
+    s->free = NULL;
+    s->used = 0;
     bool had_none_free = ss->free_mask == 0;
     ss->free_mask |= 1u << s->index;
     if (had_none_free) {
@@ -352,17 +354,13 @@ static bool slab_carve(hk_slab_t *s, hk_superslab_t *ss)
     b->next = s->free;
     s->free = (hk_block_t *)start;
     s->reserved = (uint16_t)(s->reserved + n);
+    s->carved_end = (uint32_t)s->reserved * s->block_size;
     return true;
 }
 
 /* Give the slab's free list some blocks; false if it has none at all. */
 static bool slab_refill(hk_slab_t *s, hk_superslab_t *ss)
 {
-    if (s->local_free) {
-        s->free = s->local_free;
-        s->local_free = NULL;
-        return true;
-    }
     hk_block_t *list = slab_collect_remote(s);
     if (list) {
         slab_absorb_remote(s, list);
@@ -392,7 +390,7 @@ static bool slab_park(hk_heap_t *h, hk_slab_t *s)
             break;
     }
     class_list_remove(h, s);
-    s->in_full = 1;
+    s->used |= HK_USED_PARKED;
     return true;
 }
 
@@ -412,10 +410,10 @@ static void heap_adopt(hk_heap_t *h, hk_superslab_t *ss)
         if (ss->free_mask & (1u << i))
             continue;
         slab_set_tf_state(s, HK_TF_NORMAL);
+        s->used &= ~HK_USED_PARKED;
         hk_block_t *list = slab_collect_remote(s);
         if (list)
             slab_absorb_remote(s, list);
-        s->in_full = 0;
         s->next = s->prev = NULL;
         class_list_insert_second(h, s);
         if (s->used == 0)
@@ -494,7 +492,7 @@ void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls)
 
 void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab)
 {
-    if (slab->in_full)
+    if (slab->used & HK_USED_PARKED)
         slab_unpark(heap, slab);
     if (slab->used == 0) {
         /* Hysteresis: keep the last slab of a class, so a class that empties
@@ -543,6 +541,7 @@ void hk_heap_thread_done(hk_heap_t *h)
             if (ss->free_mask & (1u << i))
                 continue;
             slab_set_tf_state(s, HK_TF_NORMAL);
+            s->used &= ~HK_USED_PARKED;
             hk_block_t *list = slab_collect_remote(s);
             if (list)
                 slab_absorb_remote(s, list);
@@ -551,11 +550,11 @@ void hk_heap_thread_done(hk_heap_t *h)
                 s->block_size = 0;
                 s->capacity = 0;
                 s->reserved = 0;
-                s->free = s->local_free = NULL;
+                s->carved_end = 0;
+                s->free = NULL;
                 ss->free_mask |= 1u << i;
                 ss->used_slabs--;
             }
-            s->in_full = 0;
             s->next = s->prev = NULL;
         }
         ss->next = ss->prev = NULL;

@@ -2,8 +2,8 @@
  *
  * Each thread has a heap: for every size class a list of slabs with free
  * blocks (the head is where malloc pops from). A slab belongs to the heap
- * that owns its superslab. The owner allocates from `free` and frees into
- * `local_free` with no atomics. Any other thread frees into the slab's
+ * that owns its superslab. The owner allocates from and frees into the
+ * slab's `free` list with no atomics. Any other thread frees into the slab's
  * `thread_free` with one CAS; a slab the owner parked as full tells the
  * owner through the heap's notification stack (HK_TF_FULL -> NOTIFYING).
  * A slab whose blocks all came back is returned to its superslab (except the
@@ -32,14 +32,14 @@ typedef struct hk_heap {
     uint32_t alive;
 } hk_heap_t;
 
-extern hk_heap_t g_hk_heap_empty; /* every thread starts here: all lists empty */
-extern hk_slab_t g_hk_slab_empty; /* sentinel slab: no free blocks */
-extern __thread hk_heap_t *hk_tls_heap;
-extern uintptr_t g_hk_cookie;     /* per-process secret for free-block tags */
+extern HK_HIDDEN hk_heap_t g_hk_heap_empty; /* every thread starts here: all lists empty */
+extern HK_HIDDEN hk_slab_t g_hk_slab_empty; /* sentinel slab: no free blocks */
+extern HK_HIDDEN __thread hk_heap_t *hk_tls_heap;
+extern HK_HIDDEN uintptr_t g_hk_cookie;     /* per-process secret: the tag of a free block */
 
 void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls);
 void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab);
-void hk_heap_free_remote(hk_superslab_t *ss, hk_slab_t *slab, hk_block_t *b);
+void hk_heap_free_remote(hk_block_t *b);
 void hk_free_misuse(void *p, int kind);
 
 /* Allocate a block of class `cls`. NULL + ENOMEM when memory runs out. */
@@ -62,13 +62,17 @@ enum { HK_MISUSE_INVALID = 1, HK_MISUSE_DOUBLE = 2 };
  * hk_div_magic(). Unused slabs have div_magic 0 and always fail. */
 HK_INLINE bool hk_slab_is_block_start(const hk_slab_t *slab, uintptr_t a)
 {
-    uint64_t prod = (uint64_t)(uint32_t)(a & (HK_SLAB_SIZE - 1)) * slab->div_magic;
-    return (uint32_t)prod < slab->div_magic && (prod >> 32) < slab->reserved;
+    uint32_t off = (uint32_t)(a & (HK_SLAB_SIZE - 1));
+    uint32_t low = (uint32_t)((uint64_t)off * slab->div_magic);
+    return low < slab->div_magic && off < slab->carved_end;
 }
 
+/* slabs[i] is at byte offset 128 + 128 * i of the superslab; computed as
+ * one shift and mask of the address. */
 HK_INLINE hk_slab_t *hk_slab_of(hk_superslab_t *ss, uintptr_t a)
 {
-    return &ss->slabs[(a >> HK_SLAB_SHIFT) & (HK_SLABS_PER_SS - 1)];
+    _Static_assert(sizeof(hk_slab_t) == 128 && offsetof(hk_superslab_t, slabs) == 128, "slab layout");
+    return (hk_slab_t *)((uintptr_t)ss + 128 + ((a >> (HK_SLAB_SHIFT - 7)) & (31u << 7)));
 }
 
 /* Free a pointer that lies in one of our superslabs. */
@@ -82,7 +86,7 @@ HK_INLINE void hk_small_free(void *p)
         return;
     }
     hk_block_t *b = (hk_block_t *)p;
-    uintptr_t tag = g_hk_cookie ^ a;
+    uintptr_t tag = g_hk_cookie;
     if (HK_UNLIKELY(b->tag == tag)) {
         hk_free_misuse(p, HK_MISUSE_DOUBLE);
         return;
@@ -90,13 +94,16 @@ HK_INLINE void hk_small_free(void *p)
     b->tag = tag;
     hk_heap_t *heap = hk_tls_heap;
     if (HK_LIKELY(atomic_load_explicit(&ss->heap, memory_order_relaxed) == heap)) {
-        b->next = slab->local_free;
-        slab->local_free = b;
-        if (HK_UNLIKELY(--slab->used == 0 || slab->in_full))
+        /* Straight back onto the allocation list: the next malloc of this
+         * class reuses the block while it is still in cache. */
+        b->next = slab->free;
+        slab->free = b;
+        /* <= 0: the slab is now empty, or parked (HK_USED_PARKED bit). */
+        if (HK_UNLIKELY(--slab->used <= 0))
             hk_heap_free_slow_local(heap, slab);
         return;
     }
-    hk_heap_free_remote(ss, slab, b);
+    hk_heap_free_remote(b);
 }
 
 /* Usable size of a small block (p already known to be in a superslab);

@@ -16,8 +16,8 @@
 /* Sizes up to this use the direct lookup table. */
 #define HK_DIRECT_MAX 1024
 
-extern const uint8_t g_hk_class_direct[HK_DIRECT_MAX / 16 + 1];
-extern const uint32_t g_hk_class_size[HK_NUM_CLASSES];
+extern HK_HIDDEN const uint8_t g_hk_class_direct[HK_DIRECT_MAX / 16 + 1];
+extern HK_HIDDEN const uint32_t g_hk_class_size[HK_NUM_CLASSES];
 
 /* Class of a request of `size` bytes (size <= HK_SMALL_MAX). */
 HK_INLINE unsigned hk_size_to_class(size_t size)

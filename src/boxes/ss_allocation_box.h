@@ -25,22 +25,28 @@ enum {
 #define HK_TF_STATE(w) ((w) & (uintptr_t)3)
 #define HK_TF_LIST(w) ((hk_block_t *)((w) & ~(uintptr_t)3))
 
+/* Set in hk_slab_t.used while the slab is parked full: the free fast path
+ * then sees used <= 0 as a signed number and takes the slow path, with one
+ * test for both "now empty" and "parked". */
+#define HK_USED_PARKED INT32_MIN
+
 /* Per-slab metadata, in the superslab header. The first half is the
  * owner's; thread_free is shared with other threads (its own line). */
 typedef struct hk_slab {
-    hk_block_t *free;       /* owner: blocks ready to hand out */
-    hk_block_t *local_free; /* owner: blocks the owner freed */
-    uint32_t used;          /* handed out and not yet back on free/local_free */
+    hk_block_t *free;       /* owner: blocks ready to hand out (and those it freed) */
+    hk_block_t *spare;      /* unused; keeps the layout */
+    int32_t used;           /* blocks handed out and not back on `free`, plus
+                               HK_USED_PARKED while parked off the class list */
     uint32_t div_magic;     /* hk_div_magic(block_size); 0 while unused, so
                                every free into an unused slab is refused */
     uint32_t block_size;    /* 0 while unused */
+    uint32_t carved_end;    /* offset in the slab where uncarved space begins */
     uint16_t capacity;      /* blocks that fit */
     uint16_t reserved;      /* blocks carved so far (carving is lazy) */
     uint8_t cls;
-    uint8_t in_full;        /* owner: parked off the class list */
+    uint8_t pad_full;
     uint8_t index;          /* position in the superslab */
     uint8_t pad0;
-    uint32_t pad1;
     struct hk_slab *next, *prev; /* owner: class list */
     struct hk_slab *remote_next; /* link in the owner heap's notification stack */
     _Atomic uintptr_t thread_free; /* remote frees: list head | HK_TF_* state */

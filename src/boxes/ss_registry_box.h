@@ -18,8 +18,8 @@ enum { HK_REG_NONE = 0, HK_REG_SUPERSLAB = 1, HK_REG_LARGE = 2 };
 
 /* g_hk_reg_limit is 0 until the map exists, so every lookup before init
  * answers NONE without touching the (absent) map. */
-extern uint8_t *g_hk_reg_map;
-extern uintptr_t g_hk_reg_limit;
+extern HK_HIDDEN uint8_t *g_hk_reg_map;
+extern HK_HIDDEN uintptr_t g_hk_reg_limit;
 
 /* Map an address to its entry; NONE for anything outside the map. */
 HK_INLINE unsigned hk_registry_kind(uintptr_t addr)

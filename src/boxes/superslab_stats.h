@@ -41,7 +41,7 @@ typedef struct hk_stats {
 #undef HK_DECL_GAUGE
 } hk_stats_t;
 
-extern hk_stats_t g_hk_stats;
+extern HK_HIDDEN hk_stats_t g_hk_stats;
 
 /* The original design's names for the two LEAN counters. */
 #define g_ss_lean_decommit_calls (g_hk_stats.lean_decommit)

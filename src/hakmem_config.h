@@ -43,8 +43,9 @@
 
 /* The LEAN code is compiled in (LEAN-capable and debug builds). */
 static const bool config_lean = HAKMEM_VARIANT_LEAN || HAKMEM_VARIANT_DEBUG;
-/* LEAN is the run-time default when HAKMEM_SS_MEM_LEAN is unset. */
-static const bool config_lean_default_on = HAKMEM_LEAN_DEFAULT_ON;
+/* LEAN is the run-time default when HAKMEM_SS_MEM_LEAN is unset
+ * (--enable-lean=on; the LEAN-capable library only, never debug). */
+static const bool config_lean_default_on = HAKMEM_VARIANT_LEAN && HAKMEM_LEAN_DEFAULT_ON;
 /* Every check on: assertions, junk fill, misuse aborts. */
 static const bool config_debug = HAKMEM_VARIANT_DEBUG;
 /* OS / superslab counters compiled in (--enable-ss-stats). */

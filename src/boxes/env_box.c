@@ -18,6 +18,7 @@ typedef struct {
 } hk_opt_desc_t;
 
 static const char *const decommit_names[] = {"FREE", "DONTNEED", "OFF", NULL};
+static const char *const errno_names[] = {"ENOMEM", "EINVAL", NULL};
 
 /* Defaults that depend on the build are filled in by hk_env_init(). */
 static hk_opt_desc_t g_opts[HK_OPT_COUNT] = {
@@ -36,6 +37,8 @@ static hk_opt_desc_t g_opts[HK_OPT_COUNT] = {
                            "debug: the Nth mmap fails (0 = never)"},
     [HK_OPT_FAULT_MADVISE] = {"HAKMEM_FAULT_MADVISE", HK_KIND_UINT, 0, INT64_MAX, NULL,
                               "debug: the Nth madvise fails (0 = never)"},
+    [HK_OPT_FAULT_MADVISE_ERRNO] = {"HAKMEM_FAULT_MADVISE_ERRNO", HK_KIND_ENUM, 0, 1, errno_names,
+                                    "debug: the errno of the injected madvise failure"},
 };
 
 static int64_t g_values[HK_OPT_COUNT];
@@ -110,7 +113,7 @@ static void parse_one(hk_opt_t i)
                 return;
             }
         }
-        bad_value(d, v, "FREE, DONTNEED or OFF");
+        bad_value(d, v, d->names == decommit_names ? "FREE, DONTNEED or OFF" : "ENOMEM or EINVAL");
         return;
     }
 }

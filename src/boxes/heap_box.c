@@ -5,6 +5,8 @@
 #include "diag_box.h"
 #include "ss_os_acquire_box.h"
 #include "ss_registry_box.h"
+#include "ss_release_policy_box.h"
+#include "superslab_stats.h"
 #include "thread_box.h"
 
 #include <errno.h>
@@ -286,9 +288,15 @@ static void heap_drain_notifications(hk_heap_t *h)
 /* ------------------------------------------------------------------------ */
 /* Slabs. */
 
-static void slab_format(hk_slab_t *s, unsigned cls)
+static void slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
 {
     uint32_t bs = (uint32_t)hk_class_size(cls);
+    if (s->decommitted) {
+        /* Its pages come back as they are touched. */
+        s->decommitted = 0;
+        ss->decommitted_slabs--;
+        HK_GAUGE_ADD(bytes_committed, (int64_t)HK_SLAB_SIZE);
+    }
     s->free = NULL;
     s->used = 0;
     s->block_size = bs;
@@ -316,15 +324,24 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     s->used = 0;
     bool had_none_free = ss->free_mask == 0;
     ss->free_mask |= 1u << s->index;
+    /* LEAN over budget: the slab's pages go back now, unless the whole
+     * superslab is about to be released anyway. */
+    if (ss->used_slabs > 1 && ss_should_decommit_slab() &&
+        ss_maybe_decommit_superslab(hk_slab_base(ss, s), HK_SLAB_SIZE) == 0) {
+        s->decommitted = 1;
+        ss->decommitted_slabs++;
+        HK_GAUGE_ADD(bytes_committed, -(int64_t)HK_SLAB_SIZE);
+    }
     if (had_none_free) {
         ss_list_remove(h, ss);
         ss_list_push_front(h, ss);
     }
     if (--ss->used_slabs == 0) {
         h->empty_ss++;
-        /* Hysteresis: a heap keeps one empty superslab for its next slabs;
-         * more go to superslab_free() (cache, or LEAN release). */
-        if (h->empty_ss > 1) {
+        /* Hysteresis: in FAST a heap keeps one empty superslab for its next
+         * slabs; more (in LEAN, all) go to superslab_free(), where the
+         * release policy decides. */
+        if (h->empty_ss > ss_heap_keep_empty()) {
             h->empty_ss--;
             h->ss_count--;
             ss_list_remove(h, ss);
@@ -353,6 +370,10 @@ static bool slab_carve(hk_slab_t *s, hk_superslab_t *ss)
     }
     b->next = s->free;
     s->free = (hk_block_t *)start;
+    if (config_debug) {
+        for (uint32_t i = 0; i < n; i++)
+            hk_debug_junk_fill((hk_block_t *)(start + (size_t)i * s->block_size), s->block_size);
+    }
     s->reserved = (uint16_t)(s->reserved + n);
     s->carved_end = (uint32_t)s->reserved * s->block_size;
     return true;
@@ -453,7 +474,7 @@ static hk_slab_t *heap_new_slab(hk_heap_t *h, unsigned cls)
     if (ss->free_mask == 0)
         ss_list_move_back(h, ss);
     hk_slab_t *s = &ss->slabs[idx];
-    slab_format(s, cls);
+    slab_format(ss, s, cls);
     class_list_push_front(h, s);
     return s;
 }
@@ -483,6 +504,8 @@ void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls)
             s->free = b->next;
             s->used++;
             b->tag = 0;
+            if (config_debug)
+                hk_debug_junk_check(b, s->block_size);
             return b;
         }
         if (!slab_park(heap, s))
@@ -496,8 +519,9 @@ void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab)
         slab_unpark(heap, slab);
     if (slab->used == 0) {
         /* Hysteresis: keep the last slab of a class, so a class that empties
-         * and refills in a loop does not churn slabs. */
-        if (heap->cur[slab->cls] == slab && slab->next == NULL)
+         * and refills in a loop does not churn slabs; in LEAN, not when the
+         * footprint is over budget. */
+        if (heap->cur[slab->cls] == slab && slab->next == NULL && !ss_should_decommit_slab())
             return;
         slab_release(heap, hk_ss_of(slab), slab);
     }
@@ -579,4 +603,21 @@ void hk_free_misuse(void *p, int kind)
     else
         hk_report_misuse("invalid free", p, "not the start of a block hakmem handed out");
     errno = saved;
+}
+
+void hk_debug_junk_fill(hk_block_t *b, size_t block_size)
+{
+    memset((uint8_t *)b + sizeof *b, HK_JUNK_BYTE, block_size - sizeof *b);
+}
+
+void hk_debug_junk_check(hk_block_t *b, size_t block_size)
+{
+    const uint8_t *p = (const uint8_t *)b + sizeof *b;
+    for (size_t i = 0; i < block_size - sizeof *b; i++) {
+        if (p[i] != HK_JUNK_BYTE) {
+            hk_report_misuse("write after free", (uint8_t *)b + sizeof *b + i,
+                             "a freed block was modified");
+            return;
+        }
+    }
 }

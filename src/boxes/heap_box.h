@@ -38,6 +38,11 @@ extern HK_HIDDEN __thread hk_heap_t *hk_tls_heap;
 extern HK_HIDDEN uintptr_t g_hk_cookie;     /* per-process secret: the tag of a free block */
 
 void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls);
+/* Debug build: free blocks are junk-filled past their link and tag; the
+ * junk is checked when the block is handed out again (write after free). */
+#define HK_JUNK_BYTE 0xDF
+void hk_debug_junk_fill(hk_block_t *b, size_t block_size);
+void hk_debug_junk_check(hk_block_t *b, size_t block_size);
 void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab);
 void hk_heap_free_remote(hk_block_t *b);
 void hk_free_misuse(void *p, int kind);
@@ -53,6 +58,8 @@ HK_INLINE void *hk_small_alloc(unsigned cls)
     slab->free = b->next;
     slab->used++;
     b->tag = 0; /* a live block never carries the free tag */
+    if (config_debug)
+        hk_debug_junk_check(b, slab->block_size);
     return b;
 }
 
@@ -92,6 +99,8 @@ HK_INLINE void hk_small_free(void *p)
         return;
     }
     b->tag = tag;
+    if (config_debug)
+        hk_debug_junk_fill(b, slab->block_size);
     hk_heap_t *heap = hk_tls_heap;
     if (HK_LIKELY(atomic_load_explicit(&ss->heap, memory_order_relaxed) == heap)) {
         /* Straight back onto the allocation list: the next malloc of this

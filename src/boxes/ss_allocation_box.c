@@ -4,6 +4,7 @@
 #include "ss_allocation_box.h"
 #include "ss_os_acquire_box.h"
 #include "ss_registry_box.h"
+#include "ss_release_policy_box.h"
 #include "superslab_stats.h"
 
 #include <pthread.h>
@@ -18,6 +19,11 @@ static pthread_mutex_t g_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static hk_superslab_t *g_cache;
 static pthread_mutex_t g_abandon_lock = PTHREAD_MUTEX_INITIALIZER;
 static hk_superslab_t *g_abandoned;
+/* LEAN: superslabs whose pages were given back; their address range (and
+ * header) is kept for reuse, up to HK_DECOMMITTED_MAX; beyond, unmapped. */
+#define HK_DECOMMITTED_MAX 64
+static hk_superslab_t *g_decommitted;
+static unsigned g_decommitted_n;
 
 static void ss_init_header(hk_superslab_t *ss)
 {
@@ -26,6 +32,7 @@ static void ss_init_header(hk_superslab_t *ss)
     ss->used_slabs = 0;
     ss->free_mask = HK_SS_ALL_SLABS_FREE;
     ss->state = HK_SS_CACHED;
+    ss->decommitted_slabs = 0;
     ss->next = ss->prev = NULL;
     for (int i = 0; i < HK_SLABS_PER_SS; i++) {
         hk_slab_t *s = &ss->slabs[i];
@@ -47,14 +54,28 @@ static hk_superslab_t *ss_map_new(void)
 
 static hk_superslab_t *cache_pop(void)
 {
+    bool reused_decommitted = false;
     pthread_mutex_lock(&g_cache_lock);
     hk_superslab_t *ss = g_cache;
-    if (ss)
-        g_cache = ss->next;
-    pthread_mutex_unlock(&g_cache_lock);
     if (ss) {
+        g_cache = ss->next;
+    } else if ((ss = g_decommitted) != NULL) {
+        g_decommitted = ss->next;
+        g_decommitted_n--;
+        reused_decommitted = true;
+    }
+    pthread_mutex_unlock(&g_cache_lock);
+    if (!ss)
+        return NULL;
+    ss->next = NULL;
+    if (reused_decommitted) {
+        /* Its pages come back on first touch; the header stayed resident. */
+        HK_GAUGE_ADD(ss_decommitted, -1);
+        HK_GAUGE_ADD(bytes_committed, (int64_t)(HK_SS_SIZE - HK_SLAB_SIZE));
+        ss->magic = HK_SS_MAGIC;
+        ss_release_policy_note_reuse();
+    } else {
         HK_GAUGE_ADD(ss_cached, -1);
-        ss->next = NULL;
     }
     return ss;
 }
@@ -71,6 +92,7 @@ static void cache_push(hk_superslab_t *ss)
 
 hk_superslab_t *superslab_acquire(void)
 {
+    /* Cache first (committed), then a decommitted range, then the OS. */
     hk_superslab_t *ss = cache_pop();
     if (!ss)
         ss = ss_map_new();
@@ -81,12 +103,64 @@ hk_superslab_t *superslab_acquire(void)
     return ss;
 }
 
+/* Release the range of an empty superslab: unmap it. -1 if munmap failed
+ * (then the caller keeps it). */
+static int ss_unmap(hk_superslab_t *ss)
+{
+    int64_t still = (int64_t)HK_SS_SIZE - (int64_t)ss->decommitted_slabs * (int64_t)HK_SLAB_SIZE;
+    ss->magic = 0;
+    hk_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_NONE);
+    if (hk_os_unmap(ss, HK_SS_SIZE) != 0) {
+        hk_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
+        ss->magic = HK_SS_MAGIC;
+        return -1;
+    }
+    HK_GAUGE_ADD(bytes_committed, -still);
+    return 0;
+}
+
 void superslab_free(hk_superslab_t *ss)
 {
     HK_GAUGE_ADD(ss_live, -1);
     atomic_store_explicit(&ss->heap, NULL, memory_order_release);
-    /* FAST: the persistent backend keeps every superslab for reuse. */
-    cache_push(ss);
+    /* FAST (a constant true here) keeps every superslab for reuse; LEAN keeps
+     * it while the release policy's budget allows. */
+    if (ss_should_keep_superslab(ss, -1)) {
+        cache_push(ss);
+        return;
+    }
+    /* LEAN, over budget: give the slabs' pages back, keep header and range.
+     * No slab is in use, no thread cache or remote list points into it
+     * (every block came back before used_slabs reached 0). */
+    /* Slabs already given back one by one are committed no more. */
+    int64_t still = (int64_t)(HK_SS_SIZE - HK_SLAB_SIZE) - (int64_t)ss->decommitted_slabs * (int64_t)HK_SLAB_SIZE;
+    if (ss_maybe_decommit_superslab((uint8_t *)ss + HK_SLAB_SIZE, HK_SS_SIZE - HK_SLAB_SIZE) == 0) {
+        ss->magic = 0; /* cleared while decommitted, as on unmap */
+        ss->state = HK_SS_DECOMMITTED;
+        for (int i = 1; i < HK_SLABS_PER_SS; i++)
+            ss->slabs[i].decommitted = 0;
+        ss->decommitted_slabs = 0;
+        HK_STAT_INC(lean_retire);
+        HK_GAUGE_ADD(bytes_committed, -still);
+        pthread_mutex_lock(&g_cache_lock);
+        bool room = g_decommitted_n < HK_DECOMMITTED_MAX;
+        if (room) {
+            ss->next = g_decommitted;
+            g_decommitted = ss;
+            g_decommitted_n++;
+        }
+        pthread_mutex_unlock(&g_cache_lock);
+        if (room) {
+            HK_GAUGE_ADD(ss_decommitted, 1);
+            return;
+        }
+        /* Beyond the bound: unmap (the pages are already gone; ss_unmap
+         * subtracts the whole range once more). */
+        HK_GAUGE_ADD(bytes_committed, (int64_t)HK_SS_SIZE);
+    }
+    /* Decommit failed or refused (or the bound is reached): munmap. */
+    if (ss_unmap(ss) != 0)
+        cache_push(ss); /* munmap failed too (map-count limit): keep it */
 }
 
 int superslab_prewarm_one(void)

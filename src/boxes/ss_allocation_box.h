@@ -46,7 +46,7 @@ typedef struct hk_slab {
     uint8_t cls;
     uint8_t pad_full;
     uint8_t index;          /* position in the superslab */
-    uint8_t pad0;
+    uint8_t decommitted;    /* LEAN: unused and its pages given back */
     struct hk_slab *next, *prev; /* owner: class list */
     struct hk_slab *remote_next; /* link in the owner heap's notification stack */
     _Atomic uintptr_t thread_free; /* remote frees: list head | HK_TF_* state */
@@ -66,7 +66,7 @@ typedef struct hk_superslab {
     uint32_t used_slabs;              /* slabs serving a class */
     uint32_t free_mask;               /* bit i set: slab i is unused (i >= 1) */
     uint32_t state;                   /* hk_ss_state_t */
-    uint32_t pad0;
+    uint32_t decommitted_slabs;       /* unused slabs whose pages were given back */
     struct hk_superslab *next, *prev; /* heap list, cache or abandoned list */
     uint8_t pad1[128 - 48];
     hk_slab_t slabs[HK_SLABS_PER_SS]; /* slabs[0] is never used */

@@ -2,12 +2,13 @@
 #include "hakmem_internal.h"
 #include "ss_hot_prewarm_box.h"
 #include "env_box.h"
+#include "ss_mem_lean_env_box.h"
 #include "ss_allocation_box.h"
 
 int box_ss_hot_prewarm_all(void)
 {
     /* LEAN: no prewarm; memory is committed only when asked for. */
-    if (config_lean && hk_opt(HK_OPT_SS_MEM_LEAN))
+    if (ss_mem_lean_enabled())
         return 0;
     int n = (int)hk_opt(HK_OPT_PREWARM_SS);
     int done = 0;

@@ -3,6 +3,7 @@
 #include "superslab_stats.h"
 #include "diag_box.h"
 #include "env_box.h"
+#include "ss_mem_lean_env_box.h"
 #include "hakmem.h"
 
 #include <errno.h>
@@ -28,7 +29,7 @@ HK_API int hakmem_stats_get(struct hakmem_stats *out, size_t size)
     }
     memset(out, 0, sizeof *out);
     out->stats_built_in = config_stats;
-    out->lean_mode = (uint64_t)(config_lean && hk_opt(HK_OPT_SS_MEM_LEAN));
+    out->lean_mode = (uint64_t)ss_mem_lean_enabled();
 #define HK_COPY_COUNTER(name) out->name = atomic_load_explicit(&g_hk_stats.name, memory_order_relaxed);
     HK_STAT_COUNTERS(HK_COPY_COUNTER)
 #undef HK_COPY_COUNTER

@@ -1,0 +1,45 @@
+/* ss_release_policy_box (release policy): the single conversion point for
+ * superslab lifecycle decisions: keep an empty superslab, or release it,
+ * and how its pages go back. Every decommit in the library flows through
+ * ss_maybe_decommit_superslab().
+ *
+ * FAST: keep everything (persistent backend).
+ * LEAN: an empty superslab stays cached (committed, cheap to reuse) only
+ * while hakmem's committed footprint is within HAKMEM_SS_MEM_LEAN_TARGET_MB
+ * and the cache holds fewer than its allowance (one superslab); otherwise
+ * it is released at once: decommitted (MADV_FREE or MADV_DONTNEED; the
+ * 64 KiB header slab stays), or unmapped if that fails.
+ *
+ * Hysteresis: each time a released superslab is needed again soon (a
+ * "bounce"), the allowance and the budget grow by one superslab, so a
+ * program that frees and re-allocates the same amount in a loop stops
+ * paying a syscall and re-faulting pages every round. The extra halves for
+ * every second without a bounce, so a program that stops bouncing returns
+ * to the target. A single burst freed at once is released at once.
+ *
+ * Must not: touch heaps or slabs, or call madvise except through the guard. */
+#ifndef HAKMEM_SS_RELEASE_POLICY_BOX_H
+#define HAKMEM_SS_RELEASE_POLICY_BOX_H
+
+#include "hakmem_internal.h"
+#include "ss_allocation_box.h"
+
+/* Keep (cache) this empty superslab? class_idx: the class of its last slab,
+ * or -1. FAST: always true. */
+bool ss_should_keep_superslab(hk_superslab_t *ss, int class_idx);
+/* Give the pages of [ptr, ptr+size) back with LEAN's strategy. 0 on success
+ * (pages released, range still mapped); -1 if the strategy is OFF, the guard
+ * refused, or madvise failed: the caller then keeps or unmaps the range. */
+int ss_maybe_decommit_superslab(void *ptr, size_t size);
+/* LEAN: should the pages of a slab that just became unused (in a superslab
+ * still in use) go back now? True when the footprint is over budget. */
+bool ss_should_decommit_slab(void);
+/* A released superslab was taken again: count a bounce. */
+void ss_release_policy_note_reuse(void);
+/* Empty superslabs a heap keeps for itself before handing them to
+ * superslab_free(): FAST 1, LEAN 0 (the cache decides instead). */
+unsigned ss_heap_keep_empty(void);
+/* Current extra allowance from bounces, in superslabs (for tests). */
+unsigned ss_release_policy_bonus(void);
+
+#endif

@@ -326,7 +326,7 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     ss->free_mask |= 1u << s->index;
     /* LEAN over budget: the slab's pages go back now, unless the whole
      * superslab is about to be released anyway. */
-    if (ss->used_slabs > 1 && ss_should_decommit_slab() &&
+    if (config_lean && ss->used_slabs > 1 && ss_should_decommit_slab() &&
         ss_maybe_decommit_superslab(hk_slab_base(ss, s), HK_SLAB_SIZE) == 0) {
         s->decommitted = 1;
         ss->decommitted_slabs++;
@@ -521,7 +521,7 @@ void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab)
         /* Hysteresis: keep the last slab of a class, so a class that empties
          * and refills in a loop does not churn slabs; in LEAN, not when the
          * footprint is over budget. */
-        if (heap->cur[slab->cls] == slab && slab->next == NULL && !ss_should_decommit_slab())
+        if (heap->cur[slab->cls] == slab && slab->next == NULL && !(config_lean && ss_should_decommit_slab()))
             return;
         slab_release(heap, hk_ss_of(slab), slab);
     }

@@ -59,7 +59,7 @@ static hk_superslab_t *cache_pop(void)
     hk_superslab_t *ss = g_cache;
     if (ss) {
         g_cache = ss->next;
-    } else if ((ss = g_decommitted) != NULL) {
+    } else if (config_lean && (ss = g_decommitted) != NULL) {
         g_decommitted = ss->next;
         g_decommitted_n--;
         reused_decommitted = true;
@@ -125,7 +125,7 @@ void superslab_free(hk_superslab_t *ss)
     atomic_store_explicit(&ss->heap, NULL, memory_order_release);
     /* FAST (a constant true here) keeps every superslab for reuse; LEAN keeps
      * it while the release policy's budget allows. */
-    if (ss_should_keep_superslab(ss, -1)) {
+    if (!config_lean || ss_should_keep_superslab(ss, -1)) {
         cache_push(ss);
         return;
     }

@@ -77,7 +77,8 @@ struct hakmem_stats {
 int hakmem_stats_get(struct hakmem_stats *out, size_t size);
 
 /* Write the counters to file descriptor fd, one `name value` per line,
- * without allocating. */
+ * without allocating. (At exit, HAKMEM_SS_OS_STATS=1 prints the same lines
+ * to stderr prefixed with `hakmem: stat `.) */
 void hakmem_stats_print(int fd);
 
 #ifdef __cplusplus

@@ -19,10 +19,14 @@ void hk_free_other(void *p, unsigned kind)
 {
     if (!p)
         return;
-    if (kind == HK_REG_LARGE && hk_large_free(p))
+    int r = kind == HK_REG_LARGE ? hk_large_free(p) : HK_LARGE_NOT_OURS;
+    if (r == HK_LARGE_FREED)
         return;
     int saved = errno;
-    hk_report_misuse("invalid free", p, "not a block hakmem handed out");
+    if (r == HK_LARGE_ALREADY_FREE)
+        hk_report_misuse("double free", p, "large block is already free");
+    else
+        hk_report_misuse("invalid free", p, "not a block hakmem handed out");
     errno = saved;
 }
 

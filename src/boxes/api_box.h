@@ -91,18 +91,14 @@ HK_INLINE void *hk_api_aligned_alloc(size_t align, size_t size)
     return hk_alloc_aligned(align, size, false);
 }
 
-/* glibc memalign: a non-power-of-two alignment is rounded up; one too
- * large to round is EINVAL. */
+/* memalign: like aligned_alloc, an alignment that is not a power of two is
+ * EINVAL (glibc would round it up; refusing it finds the bug instead). */
 HK_INLINE void *hk_api_memalign(size_t align, size_t size)
 {
-    if (align > ((size_t)1 << (sizeof(size_t) * 8 - 1))) {
+    if (!hk_is_pow2(align)) {
         errno = EINVAL;
         return NULL;
     }
-    if (align < 16)
-        align = 16;
-    if (!hk_is_pow2(align))
-        align = (size_t)1 << (64 - __builtin_clzl(align));
     return hk_alloc_aligned(align, size, false);
 }
 

@@ -188,7 +188,7 @@ size_t hk_large_usable(const void *p)
     return s;
 }
 
-bool hk_large_free(void *p)
+int hk_large_free(void *p)
 {
     hk_cached_range_t evict[HK_LARGE_CACHE_SLOTS];
     int nevict = 0;
@@ -198,8 +198,12 @@ bool hk_large_free(void *p)
     pthread_mutex_lock(&g_large_lock);
     hk_large_entry_t *e = table_find((uintptr_t)p);
     if (!e) {
+        int r = HK_LARGE_NOT_OURS;
+        for (int i = 0; i < g_cache_n; i++)
+            if (g_cache[i].base == (uintptr_t)p)
+                r = HK_LARGE_ALREADY_FREE;
         pthread_mutex_unlock(&g_large_lock);
-        return false;
+        return r;
     }
     uintptr_t base = e->base;
     size_t size = e->size;
@@ -236,7 +240,7 @@ bool hk_large_free(void *p)
         hk_os_unmap((void *)unmap_base, unmap_size);
         HK_GAUGE_ADD(bytes_committed, -(int64_t)unmap_size);
     }
-    return true;
+    return HK_LARGE_FREED;
 }
 
 void *hk_large_realloc(void *p, size_t new_size, bool *found)

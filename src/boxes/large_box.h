@@ -15,8 +15,11 @@
 /* size > 0; align a power of two (0 or <= page: page-aligned). zero: the
  * first `size` bytes must read as zero. NULL + ENOMEM on failure. */
 void *hk_large_alloc(size_t size, size_t align, bool zero);
-/* true if p was a live large block (and is now freed). */
-bool hk_large_free(void *p);
+/* Free a large block: HK_LARGE_FREED, HK_LARGE_NOT_OURS, or
+ * HK_LARGE_ALREADY_FREE (p is a large block freed before and still cached:
+ * a double free). */
+enum { HK_LARGE_FREED = 0, HK_LARGE_NOT_OURS = 1, HK_LARGE_ALREADY_FREE = 2 };
+int hk_large_free(void *p);
 /* Usable size of a live large block; 0 if p is not one. */
 size_t hk_large_usable(const void *p);
 /* Resize a live large block (new_size > 0). Returns the block (maybe moved)

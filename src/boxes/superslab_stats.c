@@ -46,10 +46,14 @@ HK_API int hakmem_stats_get(struct hakmem_stats *out, size_t size)
     return 0;
 }
 
+/* Lines at exit carry a prefix so they are recognisable among a program's
+ * own stderr output; hakmem_stats_print() writes bare `name value`. */
+static const char *g_line_prefix = "";
+
 static void print_line(int fd, const char *name, uint64_t v)
 {
     hk_msg_t m = {.len = 0};
-    hk_msg_str(&m, "hakmem: stat ");
+    hk_msg_str(&m, g_line_prefix);
     hk_msg_str(&m, name);
     hk_msg_str(&m, " ");
     hk_msg_u64(&m, v);
@@ -85,5 +89,7 @@ void hk_stats_at_exit(void)
         hk_warn("HAKMEM_SS_OS_STATS=1, but the counters are not built in (configure --enable-ss-stats)");
         return;
     }
+    g_line_prefix = "hakmem: stat ";
     hakmem_stats_print(2);
+    g_line_prefix = "";
 }

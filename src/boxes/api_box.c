@@ -8,6 +8,21 @@
 #include "superslab_stats.h"
 #include "thread_box.h"
 
+void *hk_debug_small_alloc(size_t size, size_t align)
+{
+    /* Room for at least 8 canary bytes and the stored size. */
+    if (size > HK_SMALL_MAX - 16)
+        return size <= HK_SMALL_MAX && !align ? hk_small_alloc(hk_size_to_class(size))
+                                              : hk_large_alloc(size ? size : 1, align, false);
+    int cls = align > 16 ? hk_class_for_aligned(size + 16, align) : (int)hk_size_to_class(size + 16);
+    if (cls < 0)
+        return hk_large_alloc(size ? size : 1, align, false);
+    void *p = hk_small_alloc((unsigned)cls);
+    if (p)
+        hk_debug_canary_set(p, hk_class_size((unsigned)cls), size);
+    return p;
+}
+
 void *hk_malloc_above_direct(size_t size)
 {
     if (size <= HK_SMALL_MAX)
@@ -59,6 +74,12 @@ void *hk_alloc_aligned(size_t align, size_t size, bool zero)
     }
     if (align <= 16) {
         void *p = hk_api_malloc(size);
+        if (p && zero)
+            memset(p, 0, size);
+        return p;
+    }
+    if (config_debug) {
+        void *p = hk_debug_small_alloc(size, align);
         if (p && zero)
             memset(p, 0, size);
         return p;

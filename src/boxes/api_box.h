@@ -17,6 +17,9 @@
 
 /* Slow paths, out of line (api_box.c). */
 void *hk_malloc_above_direct(size_t size);
+/* Debug build: small blocks carry their requested size and a canary after
+ * it (checked at free: overflow into the neighbour). */
+void *hk_debug_small_alloc(size_t size, size_t align);
 void hk_free_other(void *p, unsigned kind);
 void *hk_alloc_aligned(size_t align, size_t size, bool zero);
 void *hk_calloc_slow(size_t total);
@@ -25,6 +28,8 @@ size_t hk_usable_other(void *p, unsigned kind);
 
 HK_INLINE void *hk_api_malloc(size_t size)
 {
+    if (config_debug)
+        return hk_debug_small_alloc(size, 0);
     /* One compare on the hot path: sizes up to 1 KiB use the direct table. */
     if (HK_LIKELY(size <= HK_DIRECT_MAX))
         return hk_small_alloc(g_hk_class_direct[(size + 15) >> 4]);
@@ -49,7 +54,7 @@ HK_INLINE void *hk_api_calloc(size_t n, size_t size)
         return NULL;
     }
     if (HK_LIKELY(total <= HK_SMALL_MAX)) {
-        void *p = hk_small_alloc(hk_size_to_class(total));
+        void *p = config_debug ? hk_debug_small_alloc(total, 0) : hk_small_alloc(hk_size_to_class(total));
         if (HK_LIKELY(p != NULL))
             memset(p, 0, total);
         return p;

@@ -43,6 +43,11 @@ void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls);
 #define HK_JUNK_BYTE 0xDF
 void hk_debug_junk_fill(hk_block_t *b, size_t block_size);
 void hk_debug_junk_check(hk_block_t *b, size_t block_size);
+/* Debug build: [requested bytes][canary ...][requested size, 8 bytes]. */
+#define HK_CANARY_BYTE 0xCA
+void hk_debug_canary_set(void *p, size_t block_size, size_t size);
+/* Checks the canary; returns the requested size (block size if none). */
+size_t hk_debug_canary_check(void *p, size_t block_size);
 void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab);
 void hk_heap_free_remote(hk_block_t *b);
 void hk_free_misuse(void *p, int kind);
@@ -98,9 +103,12 @@ HK_INLINE void hk_small_free(void *p)
         hk_free_misuse(p, HK_MISUSE_DOUBLE);
         return;
     }
-    b->tag = tag;
-    if (config_debug)
+    if (config_debug) {
+        hk_debug_canary_check(p, slab->block_size);
+        b->tag = tag;
         hk_debug_junk_fill(b, slab->block_size);
+    }
+    b->tag = tag;
     hk_heap_t *heap = hk_tls_heap;
     if (HK_LIKELY(atomic_load_explicit(&ss->heap, memory_order_relaxed) == heap)) {
         /* Straight back onto the allocation list: the next malloc of this
@@ -123,6 +131,8 @@ HK_INLINE size_t hk_small_usable(const void *p)
     hk_slab_t *slab = hk_slab_of(hk_ss_of(p), a);
     if (!hk_slab_is_block_start(slab, a))
         return 0;
+    if (config_debug)
+        return hk_debug_canary_check((void *)p, slab->block_size);
     return slab->block_size;
 }
 

@@ -473,24 +473,24 @@ START_TEST(large_alloc_free)
     ck_assert_ptr_null(hk_large_realloc(&local, 200000, &found));
     ck_assert(!found);
 
-    ck_assert(hk_large_free(q));
-    ck_assert(!hk_large_free(q)); /* second free: not a live large block */
-    ck_assert(!hk_large_free(&local));
+    ck_assert_int_eq(hk_large_free(q), HK_LARGE_FREED);
+    ck_assert_int_eq(hk_large_free(q), HK_LARGE_ALREADY_FREE); /* second free: cached, so recognised */
+    ck_assert_int_eq(hk_large_free(&local), HK_LARGE_NOT_OURS);
 
     /* a cached range handed out again with zero=true reads as zero */
     unsigned char *d = hk_large_alloc(3u << 20, 0, false);
     ck_assert_ptr_nonnull(d);
     memset(d, 0xee, 3u << 20);
-    ck_assert(hk_large_free(d));
+    ck_assert_int_eq(hk_large_free(d), HK_LARGE_FREED);
     unsigned char *z = hk_large_alloc(3u << 20, 0, true);
     ck_assert_ptr_nonnull(z);
     ck_assert(all_zero(z, 3u << 20));
-    ck_assert(hk_large_free(z));
+    ck_assert_int_eq(hk_large_free(z), HK_LARGE_FREED);
 
     for (size_t align = HK_PAGE_SIZE; align <= (8u << 20); align <<= 1) {
         void *a = hk_large_alloc(50000, align, false);
         ck_assert_msg(a && ((uintptr_t)a & (align - 1)) == 0, "hk_large_alloc align %zu = %p", align, a);
-        ck_assert(hk_large_free(a));
+        ck_assert_int_eq(hk_large_free(a), HK_LARGE_FREED);
     }
     errno = 0;
     ck_assert_ptr_null(hk_large_alloc((size_t)PTRDIFF_MAX, 0, false));

@@ -254,11 +254,15 @@ void hk_heap_free_remote(hk_block_t *b)
         ;
 }
 
-/* Owner: a parked slab has free blocks again: back onto its class list. */
+/* Owner: a parked slab has free blocks again: back onto its class list.
+ * Its thread_free state may still say FULL: the next remote free then
+ * sends one needless notification (ignored by heap_drain_notifications,
+ * since the slab is no longer parked) and the state becomes NORMAL. That is
+ * cheaper than a CAS here, on the path every local free to a parked slab
+ * takes. */
 static void slab_unpark(hk_heap_t *h, hk_slab_t *s)
 {
     s->used &= ~HK_USED_PARKED;
-    slab_set_tf_state(s, HK_TF_NORMAL);
     class_list_insert_second(h, s);
 }
 

@@ -91,8 +91,8 @@ static int sc_burst(void)
 }
 
 static const struct vt_scenario scenarios[] = {
-    {"burst", sc_burst},
-    {NULL, NULL},
+    {"burst", sc_burst, 0},
+    {NULL, NULL, 0},
 };
 
 /* ------------------------------------------------------------------------ */

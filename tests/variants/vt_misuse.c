@@ -230,19 +230,19 @@ static int sc_env(void)
 }
 
 static const struct vt_scenario scenarios[] = {
-    {"df_immediate", sc_df_immediate},
-    {"df_delayed", sc_df_delayed},
-    {"df_large", sc_df_large},
-    {"df_released", sc_df_released},
-    {"if_one", sc_if_one},
-    {"if_plus1", sc_if_plus1},
-    {"if_interior", sc_if_interior},
-    {"if_stack", sc_if_stack},
-    {"if_foreign", sc_if_foreign},
-    {"waf", sc_waf},
-    {"overflow", sc_overflow},
-    {"env", sc_env},
-    {NULL, NULL},
+    {"df_immediate", sc_df_immediate, 0},
+    {"df_delayed", sc_df_delayed, 0},
+    {"df_large", sc_df_large, 0},
+    {"df_released", sc_df_released, 0},
+    {"if_one", sc_if_one, 0},
+    {"if_plus1", sc_if_plus1, 0},
+    {"if_interior", sc_if_interior, 0},
+    {"if_stack", sc_if_stack, 0},
+    {"if_foreign", sc_if_foreign, 0},
+    {"waf", sc_waf, 0},
+    {"overflow", sc_overflow, 0},
+    {"env", sc_env, 0},
+    {NULL, NULL, 0},
 };
 
 /* ------------------------------------------------------------------------ */

@@ -178,7 +178,9 @@ static int sc_waf(void)
 }
 
 /* Overflow a block into the free block just after it (debug only: in the
- * other builds this is undefined behaviour that may legitimately crash). */
+ * other builds this is undefined behaviour that may legitimately crash).
+ * The neighbour is the nearest block above; the overflow runs over any
+ * gap or canary between them and 48 bytes into the neighbour. */
 static int sc_overflow(void)
 {
     enum { N = 32, SZ = 128 };
@@ -186,21 +188,22 @@ static int sc_overflow(void)
     for (int i = 0; i < N; i++)
         v[i] = malloc(SZ);
     int a = -1, b = -1;
-    for (int i = 0; i < N && a < 0; i++)
+    size_t best = (size_t)-1;
+    for (int i = 0; i < N; i++)
         for (int j = 0; j < N; j++)
-            if (v[j] == v[i] + SZ) {
+            if (v[j] > v[i] && (size_t)(v[j] - v[i]) < best) {
+                best = (size_t)(v[j] - v[i]);
                 a = i;
                 b = j;
-                break;
             }
-    if (a < 0)
-        vt_fail("no two adjacent %d-byte blocks among %d", SZ, N);
+    if (a < 0 || best > 4096)
+        vt_fail("no two neighbouring %d-byte blocks among %d", SZ, N);
     free(v[b]);
     /* Deliberate overflow into the freed neighbour (volatile: not a dead
      * store the compiler may drop). */
     volatile unsigned char *o = v[a];
-    for (int i = 0; i < 64; i++)
-        o[SZ + i] = 'X';
+    for (size_t i = SZ; i < best + 48; i++)
+        o[i] = 'X';
     for (int i = 0; i < 64; i++)
         sink = malloc(SZ);
     vt_report("after", "ok");

@@ -10,7 +10,9 @@
  *         time in 32 (long-lived: lifetime ~ 2 * ws steps);
  *   2/16  hand-off: malloc 64..2111 bytes and push it onto the next thread's
  *         mailbox (a mutex-protected intrusive list), which that thread
- *         drains and frees every 64 steps (freed by another thread).
+ *         drains and frees every 64 steps (freed by another thread); a
+ *         sender waits while the mailbox holds MAILBOX_CAP objects, and
+ *         frees the object itself once the receiver has finished.
  * After the timed region the tables and the mailboxes are freed (not timed).
  * One op is one malloc or one free (counted per thread, summed).
  */
@@ -23,8 +25,16 @@
 struct mailbox {
     pthread_mutex_t lock;
     void *head; /* intrusive singly linked list through each object's first word */
-    char pad[64 - sizeof(void *)];
+    uint64_t count;
+    atomic_int closed; /* the receiver has finished: do not wait for it */
+    char pad[64];
 };
+
+/* Back-pressure: a sender whose destination holds this many objects drains
+ * its own mailbox and yields until the receiver catches up. Without it a
+ * descheduled receiver lets hand-offs pile up by the tens of MiB, and peak
+ * RSS would measure the scheduler rather than the allocator. */
+#define MAILBOX_CAP 1024
 
 struct worker {
     pthread_t th;
@@ -45,6 +55,7 @@ static uint64_t drain_mailbox(struct mailbox *mb)
     pthread_mutex_lock(&mb->lock);
     void *p = mb->head;
     mb->head = NULL;
+    mb->count = 0;
     pthread_mutex_unlock(&mb->lock);
     uint64_t n = 0;
     while (p) {
@@ -95,15 +106,33 @@ static void *worker_main(void *arg)
             void **p = malloc(64 + ((r >> 4) & 0x7FF));
             if (!p)
                 bench_die("malloc");
-            pthread_mutex_lock(&dst->lock);
-            *p = dst->head;
-            dst->head = p;
-            pthread_mutex_unlock(&dst->lock);
+            int closed = 0;
+            for (;;) {
+                pthread_mutex_lock(&dst->lock);
+                closed = atomic_load_explicit(&dst->closed, memory_order_acquire);
+                if (dst->count < MAILBOX_CAP || dst == own || closed)
+                    break;
+                pthread_mutex_unlock(&dst->lock);
+                ops += drain_mailbox(own);
+                sched_yield();
+            }
+            if (closed) {
+                /* The receiver is gone: nobody would free it before the end. */
+                pthread_mutex_unlock(&dst->lock);
+                free(p);
+                ops++;
+            } else {
+                *p = dst->head;
+                dst->head = p;
+                dst->count++;
+                pthread_mutex_unlock(&dst->lock);
+            }
             ops++;
         }
         if ((i & 63) == 63)
             ops += drain_mailbox(own);
     }
+    atomic_store_explicit(&own->closed, 1, memory_order_release);
     w->ops = ops;
     return NULL;
 }

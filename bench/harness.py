@@ -616,7 +616,16 @@ def header_lines(args, allocs, base, cmdline):
              "- date: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"),
              "- host: %s, %d CPUs online, kernel %s" % ("this machine",
                                                      os.cpu_count() or 0, os.uname().release),
+             "- load average at the end (1, 5, 15 min): %.2f %.2f %.2f (other work on the machine"
+             " shows here)" % os.getloadavg(),
              "- baseline for ratios: %s" % (base or "none")]
+    try:
+        rev = subprocess.run(["git", "-C", args.srcdir, "log", "-1", "--format=%h %s"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        if rev:
+            lines.insert(3, "- source: %s" % rev)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
     for a in allocs:
         lines.append("- `%s`: %s" % (a.name, a.describe()))
     return lines

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* 0 = not started, 1 = in progress, 2 = done, 3 = failed. */
+/* 0 = not done (or failed: retried), 1 = in progress, 2 = done. */
 static _Atomic int g_init_state;
 static pthread_key_t g_exit_key;
 
@@ -68,17 +68,24 @@ int hk_global_init(void)
         return 0;
     int expect = 0;
     if (st == 0 && atomic_compare_exchange_strong(&g_init_state, &expect, 1)) {
-        hk_env_init();
-        g_hk_cookie = make_cookie();
+        /* Steps that cannot fail for lack of memory, done once. */
+        static bool once_done;
+        if (!once_done) {
+            hk_env_init();
+            g_hk_cookie = make_cookie();
+            if (pthread_key_create(&g_exit_key, thread_exit_hook) != 0)
+                hk_fatal("cannot create the thread-exit key");
+            pthread_atfork(fork_prepare, fork_parent, fork_child);
+            if (hk_opt(HK_OPT_VERBOSE))
+                hk_env_dump();
+            once_done = true;
+        }
+        /* The registry needs address space. If the kernel refuses it now,
+         * this call fails (ENOMEM) and the next allocation tries again. */
         if (hk_registry_init() != 0) {
-            atomic_store_explicit(&g_init_state, 3, memory_order_release);
+            atomic_store_explicit(&g_init_state, 0, memory_order_release);
             return -1;
         }
-        if (pthread_key_create(&g_exit_key, thread_exit_hook) != 0)
-            hk_fatal("cannot create the thread-exit key");
-        pthread_atfork(fork_prepare, fork_parent, fork_child);
-        if (hk_opt(HK_OPT_VERBOSE))
-            hk_env_dump();
         atomic_store_explicit(&g_init_state, 2, memory_order_release);
         /* After init is published: prewarm allocates superslabs itself. */
         box_ss_hot_prewarm_all();

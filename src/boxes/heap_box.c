@@ -538,6 +538,10 @@ hk_heap_t *hk_heap_thread_init(void)
 {
     if (hk_global_init() != 0)
         return NULL;
+    /* The first init of the process prewarms through this very thread's
+     * heap, which it creates on the way: use that one. */
+    if (hk_tls_heap != &g_hk_heap_empty)
+        return hk_tls_heap;
     hk_heap_t *h = heap_struct_alloc();
     if (!h)
         return NULL;

@@ -295,11 +295,14 @@ static void heap_drain_notifications(hk_heap_t *h)
 static void slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
 {
     uint32_t bs = (uint32_t)hk_class_size(cls);
-    if (s->decommitted) {
-        /* Its pages come back as they are touched. */
+    /* Waiting to be given back: it never was, so just keep it. */
+    ss->pending_decommit &= ~(1u << s->index);
+    if (config_lean && s->decommitted) {
+        /* Its pages come back as they are touched: a bounce. */
         s->decommitted = 0;
         ss->decommitted_slabs--;
         HK_GAUGE_ADD(bytes_committed, (int64_t)HK_SLAB_SIZE);
+        ss_release_policy_note_reuse(HK_SLAB_SIZE);
     }
     s->free = NULL;
     s->used = 0;
@@ -312,6 +315,27 @@ static void slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
     atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
     /* Publish div_magic last: from here on frees into the slab are accepted. */
     __atomic_store_n(&s->div_magic, hk_div_magic(bs), __ATOMIC_RELEASE);
+}
+
+/* LEAN: give back the pages of the slabs waiting in pending_decommit, one
+ * madvise per run of adjacent slabs. */
+#define HK_DECOMMIT_BATCH 8
+static void slab_flush_pending_decommit(hk_superslab_t *ss)
+{
+    uint32_t m = ss->pending_decommit;
+    ss->pending_decommit = 0;
+    while (m) {
+        unsigned first = (unsigned)__builtin_ctz(m);
+        unsigned n = (unsigned)__builtin_ctz(~(m >> first)); /* run length */
+        if (ss_maybe_decommit_superslab((uint8_t *)ss + ((size_t)first << HK_SLAB_SHIFT),
+                                        (size_t)n << HK_SLAB_SHIFT) == 0) {
+            for (unsigned i = first; i < first + n; i++)
+                ss->slabs[i].decommitted = 1;
+            ss->decommitted_slabs += n;
+            HK_GAUGE_ADD(bytes_committed, -(int64_t)((size_t)n << HK_SLAB_SHIFT));
+        }
+        m &= ~(((n < 32 ? (1u << n) : 0u) - 1u) << first);
+    }
 }
 
 /* Hand a slab with no live block back to its superslab. */
@@ -328,13 +352,13 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     s->used = 0;
     bool had_none_free = ss->free_mask == 0;
     ss->free_mask |= 1u << s->index;
-    /* LEAN over budget: the slab's pages go back now, unless the whole
-     * superslab is about to be released anyway. */
-    if (config_lean && ss->used_slabs > 1 && ss_should_decommit_slab() &&
-        ss_maybe_decommit_superslab(hk_slab_base(ss, s), HK_SLAB_SIZE) == 0) {
-        s->decommitted = 1;
-        ss->decommitted_slabs++;
-        HK_GAUGE_ADD(bytes_committed, -(int64_t)HK_SLAB_SIZE);
+    /* LEAN over budget: the slab's pages go back (unless the whole
+     * superslab is about to be released anyway), eight slabs at a time so
+     * that a large free costs a few syscalls per superslab, not one per slab. */
+    if (config_lean && ss->used_slabs > 1 && ss_should_decommit_slab()) {
+        ss->pending_decommit |= 1u << s->index;
+        if (__builtin_popcount(ss->pending_decommit) >= HK_DECOMMIT_BATCH)
+            slab_flush_pending_decommit(ss);
     }
     if (had_none_free) {
         ss_list_remove(h, ss);

@@ -33,6 +33,7 @@ static void ss_init_header(hk_superslab_t *ss)
     ss->free_mask = HK_SS_ALL_SLABS_FREE;
     ss->state = HK_SS_CACHED;
     ss->decommitted_slabs = 0;
+    ss->pending_decommit = 0;
     ss->next = ss->prev = NULL;
     for (int i = 0; i < HK_SLABS_PER_SS; i++) {
         hk_slab_t *s = &ss->slabs[i];
@@ -73,7 +74,7 @@ static hk_superslab_t *cache_pop(void)
         HK_GAUGE_ADD(ss_decommitted, -1);
         HK_GAUGE_ADD(bytes_committed, (int64_t)(HK_SS_SIZE - HK_SLAB_SIZE));
         ss->magic = HK_SS_MAGIC;
-        ss_release_policy_note_reuse();
+        ss_release_policy_note_reuse(HK_SS_SIZE - HK_SLAB_SIZE);
     } else {
         HK_GAUGE_ADD(ss_cached, -1);
     }
@@ -103,6 +104,8 @@ hk_superslab_t *superslab_acquire(void)
     return ss;
 }
 
+static void superslab_release(hk_superslab_t *ss);
+
 /* Release the range of an empty superslab: unmap it. -1 if munmap failed
  * (then the caller keeps it). */
 static int ss_unmap(hk_superslab_t *ss)
@@ -122,6 +125,7 @@ static int ss_unmap(hk_superslab_t *ss)
 void superslab_free(hk_superslab_t *ss)
 {
     HK_GAUGE_ADD(ss_live, -1);
+    ss->pending_decommit = 0; /* the whole superslab is decided on now */
     atomic_store_explicit(&ss->heap, NULL, memory_order_release);
     /* FAST (a constant true here) keeps every superslab for reuse; LEAN keeps
      * it while the release policy's budget allows. */
@@ -129,10 +133,31 @@ void superslab_free(hk_superslab_t *ss)
         cache_push(ss);
         return;
     }
-    /* LEAN, over budget: give the slabs' pages back, keep header and range.
-     * No slab is in use, no thread cache or remote list points into it
-     * (every block came back before used_slabs reached 0). */
-    /* Slabs already given back one by one are committed no more. */
+    superslab_release(ss);
+    /* The allowance may have shrunk (the bounce bonus decays): trim the
+     * cache back to it. */
+    int64_t allow = ss_lean_cache_allowance();
+    while (HK_GAUGE_GET(ss_cached) > allow) {
+        hk_superslab_t *extra = NULL;
+        pthread_mutex_lock(&g_cache_lock);
+        if ((extra = g_cache) != NULL)
+            g_cache = extra->next;
+        pthread_mutex_unlock(&g_cache_lock);
+        if (!extra)
+            break;
+        HK_GAUGE_ADD(ss_cached, -1);
+        extra->next = NULL;
+        superslab_release(extra);
+    }
+}
+
+/* LEAN: give an empty superslab back to the OS: decommit its slabs (keep
+ * the header and the range for reuse), or unmap it. */
+static void superslab_release(hk_superslab_t *ss)
+{
+    /* No slab is in use, no heap list or remote list points into it (every
+     * block came back before used_slabs reached 0). Slabs already given
+     * back one by one are committed no more: */
     int64_t still = (int64_t)(HK_SS_SIZE - HK_SLAB_SIZE) - (int64_t)ss->decommitted_slabs * (int64_t)HK_SLAB_SIZE;
     if (ss_maybe_decommit_superslab((uint8_t *)ss + HK_SLAB_SIZE, HK_SS_SIZE - HK_SLAB_SIZE) == 0) {
         ss->magic = 0; /* cleared while decommitted, as on unmap */

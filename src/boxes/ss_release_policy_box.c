@@ -9,48 +9,70 @@
 
 /* The cache's own allowance in LEAN, before bounces. */
 #define HK_LEAN_CACHE_BASE 1
-/* Bounces never raise the allowance beyond this (256 MiB). */
-#define HK_LEAN_BONUS_MAX 128
+/* Bounces never raise the budget beyond this. */
+#define HK_LEAN_BONUS_MAX ((int64_t)256 << 20)
 
-static _Atomic unsigned g_bonus;          /* extra superslabs allowed, from bounces */
-static _Atomic int64_t g_last_bounce_sec; /* when the last bounce happened */
+static _Atomic int64_t g_bonus;           /* extra bytes allowed, from bounces */
+static _Atomic int64_t g_last_use_ms; /* last bounce, or last keep the bonus made */
 
-static int64_t now_sec(void)
+/* Milliseconds; the coarse clock is a few ms fine and costs no syscall. */
+static int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Halve the bonus for each whole second since the last bounce. */
-static unsigned current_bonus(void)
+/* The bonus, halved for each whole second since it was last used. */
+static int64_t current_bonus(void)
 {
-    unsigned b = atomic_load_explicit(&g_bonus, memory_order_relaxed);
+    int64_t b = atomic_load_explicit(&g_bonus, memory_order_relaxed);
     if (!b)
         return 0;
-    int64_t idle = now_sec() - atomic_load_explicit(&g_last_bounce_sec, memory_order_relaxed);
-    if (idle >= 1) {
-        unsigned nb = idle >= 16 ? 0 : b >> idle;
+    int64_t now = now_ms();
+    int64_t last = atomic_load_explicit(&g_last_use_ms, memory_order_relaxed);
+    int64_t idle_s = (now - last) / 1000;
+    if (idle_s >= 1) {
+        int64_t nb = idle_s >= 40 ? 0 : b >> idle_s;
         if (atomic_compare_exchange_strong(&g_bonus, &b, nb))
-            atomic_store_explicit(&g_last_bounce_sec, now_sec(), memory_order_relaxed);
+            atomic_store_explicit(&g_last_use_ms, last + idle_s * 1000, memory_order_relaxed);
         b = nb;
     }
     return b;
 }
 
-unsigned ss_release_policy_bonus(void) { return config_lean ? current_bonus() : 0; }
+int64_t ss_release_policy_bonus(void) { return config_lean ? current_bonus() : 0; }
 
-void ss_release_policy_note_reuse(void)
+void ss_release_policy_note_reuse(size_t bytes)
 {
     if (!config_lean)
         return;
-    unsigned b = atomic_load_explicit(&g_bonus, memory_order_relaxed);
+    /* Twice what bounced: the budget then covers the loop's footprint with
+     * room to spare, instead of creeping up to it one round at a time. */
+    int64_t b = atomic_load_explicit(&g_bonus, memory_order_relaxed);
     if (b < HK_LEAN_BONUS_MAX)
-        atomic_fetch_add_explicit(&g_bonus, 1, memory_order_relaxed);
-    atomic_store_explicit(&g_last_bounce_sec, now_sec(), memory_order_relaxed);
+        atomic_fetch_add_explicit(&g_bonus, 2 * (int64_t)bytes, memory_order_relaxed);
+    atomic_store_explicit(&g_last_use_ms, now_ms(), memory_order_relaxed);
 }
 
 unsigned ss_heap_keep_empty(void) { return ss_mem_lean_enabled() ? 0 : 1; }
+
+static int64_t lean_budget(int64_t bonus)
+{
+    return ((int64_t)ss_mem_lean_target_mb() << 20) + bonus;
+}
+
+/* The bonus just decided to keep memory the target alone would release:
+ * it is in use (the program is still looping), so it does not decay. */
+static void bonus_in_use(void)
+{
+    atomic_store_explicit(&g_last_use_ms, now_ms(), memory_order_relaxed);
+}
+
+int64_t ss_lean_cache_allowance(void)
+{
+    return HK_LEAN_CACHE_BASE + current_bonus() / (int64_t)HK_SS_SIZE;
+}
 
 bool ss_should_keep_superslab(hk_superslab_t *ss, int class_idx)
 {
@@ -58,19 +80,31 @@ bool ss_should_keep_superslab(hk_superslab_t *ss, int class_idx)
         return true; /* FAST: persistent backend */
     if (ss_mem_lean_decommit_mode() == HK_DECOMMIT_OFF)
         return true; /* OFF: LEAN only suppresses prewarm */
-    unsigned bonus = current_bonus();
+    int64_t bonus = current_bonus();
     int64_t cached = HK_GAUGE_GET(ss_cached);
     int64_t committed = HK_GAUGE_GET(bytes_committed);
-    int64_t budget = ((int64_t)ss_mem_lean_target_mb() << 20) + (int64_t)bonus * (int64_t)HK_SS_SIZE;
-    return cached < (int64_t)(HK_LEAN_CACHE_BASE + bonus) && committed <= budget;
+    if (cached < HK_LEAN_CACHE_BASE && committed <= lean_budget(0))
+        return true;
+    if (bonus && cached < HK_LEAN_CACHE_BASE + bonus / (int64_t)HK_SS_SIZE && committed <= lean_budget(bonus)) {
+        bonus_in_use();
+        return true;
+    }
+    return false;
 }
 
 bool ss_should_decommit_slab(void)
 {
     if (!ss_mem_lean_enabled() || ss_mem_lean_decommit_mode() == HK_DECOMMIT_OFF)
         return false;
-    int64_t budget = ((int64_t)ss_mem_lean_target_mb() << 20) + (int64_t)current_bonus() * (int64_t)HK_SS_SIZE;
-    return HK_GAUGE_GET(bytes_committed) > budget;
+    int64_t committed = HK_GAUGE_GET(bytes_committed);
+    if (committed <= lean_budget(0))
+        return false;
+    int64_t bonus = current_bonus();
+    if (bonus && committed <= lean_budget(bonus)) {
+        bonus_in_use();
+        return false;
+    }
+    return true;
 }
 
 int ss_maybe_decommit_superslab(void *ptr, size_t size)

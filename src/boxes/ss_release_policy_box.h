@@ -10,12 +10,16 @@
  * it is released at once: decommitted (MADV_FREE or MADV_DONTNEED; the
  * 64 KiB header slab stays), or unmapped if that fails.
  *
- * Hysteresis: each time a released superslab is needed again soon (a
- * "bounce"), the allowance and the budget grow by one superslab, so a
- * program that frees and re-allocates the same amount in a loop stops
- * paying a syscall and re-faulting pages every round. The extra halves for
- * every second without a bounce, so a program that stops bouncing returns
- * to the target. A single burst freed at once is released at once.
+ * Hysteresis: each time released memory is needed again (a "bounce": a
+ * decommitted superslab or slab taken back into use), the budget grows by
+ * twice its size, and the cache's allowance by one superslab per 2 MiB of it, so
+ * a program that frees and re-allocates the same amount in a loop stops
+ * paying syscalls and re-faulting pages after its first round. The extra
+ * (at most 256 MiB) halves for every second in which it neither grew nor
+ * kept memory the target alone would have released, so a program that
+ * stops looping returns to the target; the cache is trimmed back to its
+ * allowance whenever a superslab is released. A single burst freed at once
+ * (no bounce before it) is released at once.
  *
  * Must not: touch heaps or slabs, or call madvise except through the guard. */
 #ifndef HAKMEM_SS_RELEASE_POLICY_BOX_H
@@ -34,12 +38,14 @@ int ss_maybe_decommit_superslab(void *ptr, size_t size);
 /* LEAN: should the pages of a slab that just became unused (in a superslab
  * still in use) go back now? True when the footprint is over budget. */
 bool ss_should_decommit_slab(void);
-/* A released superslab was taken again: count a bounce. */
-void ss_release_policy_note_reuse(void);
+/* Released memory (a superslab, or a slab) was taken again: a bounce. */
+void ss_release_policy_note_reuse(size_t bytes);
+/* How many empty superslabs the LEAN cache may hold now. */
+int64_t ss_lean_cache_allowance(void);
 /* Empty superslabs a heap keeps for itself before handing them to
  * superslab_free(): FAST 1, LEAN 0 (the cache decides instead). */
 unsigned ss_heap_keep_empty(void);
-/* Current extra allowance from bounces, in superslabs (for tests). */
-unsigned ss_release_policy_bonus(void);
+/* Current extra budget from bounces, in bytes (for tests). */
+int64_t ss_release_policy_bonus(void);
 
 #endif

@@ -338,11 +338,22 @@ static void slab_flush_pending_decommit(hk_superslab_t *ss)
     }
 }
 
-/* Hand a slab with no live block back to its superslab. */
-static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
+/* Owner taking a slab over (adoption, or its own thread's exit): no
+ * notification is pending or wanted any more, and every remote-freed block
+ * is back on the free list. */
+static void slab_take_over(hk_slab_t *s)
 {
-    if (!(s->used & HK_USED_PARKED))
-        class_list_remove(h, s);
+    slab_set_tf_state(s, HK_TF_NORMAL);
+    s->used &= ~HK_USED_PARKED;
+    hk_block_t *list = slab_collect_remote(s);
+    if (list)
+        slab_absorb_remote(s, list);
+    s->next = s->prev = NULL;
+}
+
+/* Forget a slab's class: every free into it is refused from now on. */
+static void slab_clear(hk_slab_t *s)
+{
     __atomic_store_n(&s->div_magic, 0, __ATOMIC_RELAXED);
     s->block_size = 0;
     s->capacity = 0;
@@ -350,6 +361,14 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     s->carved_end = 0;
     s->free = NULL;
     s->used = 0;
+}
+
+/* Hand a slab with no live block back to its superslab. */
+static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
+{
+    if (!(s->used & HK_USED_PARKED))
+        class_list_remove(h, s);
+    slab_clear(s);
     bool had_none_free = ss->free_mask == 0;
     ss->free_mask |= 1u << s->index;
     /* LEAN over budget: the slab's pages go back (unless the whole
@@ -458,12 +477,7 @@ static void heap_adopt(hk_heap_t *h, hk_superslab_t *ss)
         hk_slab_t *s = &ss->slabs[i];
         if (ss->free_mask & (1u << i))
             continue;
-        slab_set_tf_state(s, HK_TF_NORMAL);
-        s->used &= ~HK_USED_PARKED;
-        hk_block_t *list = slab_collect_remote(s);
-        if (list)
-            slab_absorb_remote(s, list);
-        s->next = s->prev = NULL;
+        slab_take_over(s);
         class_list_insert_second(h, s);
         if (s->used == 0)
             slab_release(h, ss, s);
@@ -596,22 +610,12 @@ void hk_heap_thread_done(hk_heap_t *h)
             hk_slab_t *s = &ss->slabs[i];
             if (ss->free_mask & (1u << i))
                 continue;
-            slab_set_tf_state(s, HK_TF_NORMAL);
-            s->used &= ~HK_USED_PARKED;
-            hk_block_t *list = slab_collect_remote(s);
-            if (list)
-                slab_absorb_remote(s, list);
+            slab_take_over(s);
             if (s->used == 0) {
-                __atomic_store_n(&s->div_magic, 0, __ATOMIC_RELAXED);
-                s->block_size = 0;
-                s->capacity = 0;
-                s->reserved = 0;
-                s->carved_end = 0;
-                s->free = NULL;
+                slab_clear(s);
                 ss->free_mask |= 1u << i;
                 ss->used_slabs--;
             }
-            s->next = s->prev = NULL;
         }
         ss->next = ss->prev = NULL;
         if (ss->used_slabs == 0)

@@ -331,11 +331,11 @@ def run_once(args, alloc, wl, mode, extra=None, timeout=None):
         raise RunError("timed out after %d s" % timeout)
     except OSError as e:
         raise RunError("cannot run: %s" % e)
+    tail = (p.stderr.strip().splitlines() or [""])[-1][:120].replace("|", "/")
     if p.returncode < 0:
-        raise RunError("killed by signal %d" % -p.returncode)
+        raise RunError(("killed by signal %d %s" % (-p.returncode, tail)).strip())
     if p.returncode != 0:
-        tail = (p.stderr.strip().splitlines() or [""])[-1][:120]
-        raise RunError("exit status %d %s" % (p.returncode, tail))
+        raise RunError(("exit status %d %s" % (p.returncode, tail)).strip())
     if "cannot be preloaded" in p.stderr:
         raise RunError("ld.so did not preload %s" % pre)
     return parse_output(wl, p.stdout, p.stderr)

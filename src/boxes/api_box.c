@@ -127,8 +127,10 @@ void *hk_realloc_impl(void *p, size_t size)
         if (size > HK_SMALL_MAX) {
             bool found;
             void *q = hk_large_realloc(p, size, &found);
-            if (found)
+            if (q)
                 return q;
+            if (!found)
+                goto foreign;
         }
         old = hk_large_usable(p);
         if (!old)
@@ -136,7 +138,14 @@ void *hk_realloc_impl(void *p, size_t size)
     } else {
         goto foreign;
     }
-    void *q = hk_api_malloc(size);
+    /* A large block that grows gets a quarter more room, so a buffer
+     * growing step by step is copied a logarithmic number of times. */
+    size_t want = size;
+    if (kind == HK_REG_LARGE && size > old && old + old / 4 > size && old + old / 4 <= HK_MAX_REQUEST)
+        want = old + old / 4;
+    void *q = hk_api_malloc(want);
+    if (!q && want != size)
+        q = hk_api_malloc(size);
     if (!q)
         return NULL;
     memcpy(q, p, old < size ? old : size);

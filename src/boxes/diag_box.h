@@ -28,4 +28,14 @@ void hk_report_misuse(const char *what, const void *ptr, const char *why);
 /* Unrecoverable: "hakmem: error: <text>", then abort(). */
 __attribute__((noreturn)) void hk_fatal(const char *text);
 
+/* Invariant checks: compiled in every build (so they type-check), executed
+ * only in the debug build. */
+#define HK_STR2(x) #x
+#define HK_STR(x) HK_STR2(x)
+#define HK_ASSERT(cond)                                                               \
+    do {                                                                              \
+        if (config_debug && !(cond))                                                  \
+            hk_fatal("internal check failed: " #cond " (" __FILE__ ":" HK_STR(__LINE__) ")"); \
+    } while (0)
+
 #endif

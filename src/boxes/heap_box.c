@@ -209,6 +209,7 @@ static void slab_set_tf_state(hk_slab_t *s, uintptr_t state)
 /* Move collected remote frees onto the owner's free list. */
 static void slab_absorb_remote(hk_slab_t *s, hk_block_t *list)
 {
+    HK_ASSERT(s->block_size != 0);
     int32_t n = 0;
     hk_block_t *tail = list;
     for (;;) {
@@ -366,6 +367,9 @@ static void slab_clear(hk_slab_t *s)
 /* Hand a slab with no live block back to its superslab. */
 static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
 {
+    HK_ASSERT((s->used & ~HK_USED_PARKED) == 0);
+    HK_ASSERT(atomic_load_explicit(&ss->heap, memory_order_relaxed) == h);
+    HK_ASSERT(!(ss->free_mask & (1u << s->index)) && ss->used_slabs > 0);
     if (!(s->used & HK_USED_PARKED))
         class_list_remove(h, s);
     slab_clear(s);
@@ -510,6 +514,7 @@ static hk_slab_t *heap_new_slab(hk_heap_t *h, unsigned cls)
         ss_list_push_front(h, ss);
     }
     unsigned idx = (unsigned)__builtin_ctz(ss->free_mask);
+    HK_ASSERT(idx >= 1 && idx < (unsigned)HK_SLABS_PER_SS);
     ss->free_mask &= ~(1u << idx);
     if (ss->used_slabs++ == 0)
         h->empty_ss--;
@@ -545,6 +550,7 @@ void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls)
             hk_block_t *b = s->free;
             s->free = b->next;
             s->used++;
+            HK_ASSERT(s->used <= (int32_t)s->capacity);
             b->tag = 0;
             if (config_debug)
                 hk_debug_junk_check(b, s->block_size);

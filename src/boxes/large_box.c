@@ -2,6 +2,7 @@
 #include "hakmem_internal.h"
 #include "large_box.h"
 #include "env_box.h"
+#include "ss_mem_lean_env_box.h"
 #include "ss_os_acquire_box.h"
 #include "ss_registry_box.h"
 #include "superslab_stats.h"
@@ -18,7 +19,7 @@ typedef struct {
 
 #define HK_LT_EMPTY 0
 #define HK_LT_DELETED 1
-#define HK_LARGE_CACHE_SLOTS 64
+#define HK_LARGE_CACHE_SLOTS 256
 
 static pthread_mutex_t g_large_lock = PTHREAD_MUTEX_INITIALIZER;
 static hk_large_entry_t *g_table;
@@ -109,24 +110,136 @@ static void table_insert_locked(uintptr_t user, uintptr_t base, size_t size)
     g_table_live++;
 }
 
-static inline size_t cache_limit(void) { return (size_t)hk_opt(HK_OPT_LARGE_CACHE_MB) << 20; }
+/* The cache's byte limit: HAKMEM_LARGE_CACHE_MB; in LEAN mode at most
+ * LEAN's budget, so freed large blocks do not outlive it. */
+static size_t cache_limit(void)
+{
+    size_t lim = (size_t)hk_opt(HK_OPT_LARGE_CACHE_MB) << 20;
+    if (ss_mem_lean_enabled()) {
+        size_t lean = (size_t)ss_mem_lean_target_mb() << 20;
+        if (lean < lim)
+            lim = lean;
+    }
+    return lim;
+}
 
-/* Best fit from the cache: at least `need`, at most need + need/4 + 64 KiB
- * (so a small request does not pin a huge resident range). */
-static bool cache_take_locked(size_t need, hk_cached_range_t *out)
+/* Cached ranges are kept sorted by address and merged with their
+ * neighbours, so freed blocks coalesce and a request can be cut from any
+ * range large enough: big buffers freed and re-allocated at other sizes
+ * reuse resident pages instead of faulting fresh ones in. */
+static void cache_remove_at(int i)
+{
+    memmove(&g_cache[i], &g_cache[i + 1], (size_t)(g_cache_n - 1 - i) * sizeof g_cache[0]);
+    g_cache_n--;
+}
+
+static void cache_insert_at(int i, uintptr_t base, size_t size)
+{
+    memmove(&g_cache[i + 1], &g_cache[i], (size_t)(g_cache_n - i) * sizeof g_cache[0]);
+    g_cache[i].base = base;
+    g_cache[i].size = size;
+    g_cache_n++;
+}
+
+/* Cut [need] bytes aligned to `align` from the best-fitting range. */
+static bool cache_take_locked(size_t need, size_t align, uintptr_t *out)
 {
     int best = -1;
+    uintptr_t best_at = 0;
     for (int i = 0; i < g_cache_n; i++) {
-        size_t s = g_cache[i].size;
-        if (s >= need && s <= need + need / 4 + 65536 && (best < 0 || s < g_cache[best].size))
+        uintptr_t at = hk_align_up(g_cache[i].base, align);
+        uintptr_t end = g_cache[i].base + g_cache[i].size;
+        if (at + need <= end && (best < 0 || g_cache[i].size < g_cache[best].size)) {
             best = i;
+            best_at = at;
+        }
     }
     if (best < 0)
         return false;
-    *out = g_cache[best];
-    g_cache[best] = g_cache[--g_cache_n];
-    g_cache_bytes -= out->size;
-    HK_GAUGE_ADD(large_cached_bytes, -(int64_t)out->size);
+    /* A cut in the middle leaves two ranges: that needs a free slot. */
+    uintptr_t base = g_cache[best].base, end = base + g_cache[best].size;
+    bool head = best_at > base, tail = best_at + need < end;
+    if (head && tail && g_cache_n == HK_LARGE_CACHE_SLOTS)
+        return false;
+    if (head && tail) {
+        g_cache[best].size = best_at - base;
+        cache_insert_at(best + 1, best_at + need, end - (best_at + need));
+    } else if (head) {
+        g_cache[best].size = best_at - base;
+    } else if (tail) {
+        g_cache[best].base = best_at + need;
+        g_cache[best].size = end - (best_at + need);
+    } else {
+        cache_remove_at(best);
+    }
+    g_cache_bytes -= need;
+    *out = best_at;
+    return true;
+}
+
+/* Is p inside a cached (free) range? */
+static bool cache_contains_locked(uintptr_t p)
+{
+    for (int i = 0; i < g_cache_n; i++)
+        if (p >= g_cache[i].base && p < g_cache[i].base + g_cache[i].size)
+            return true;
+    return false;
+}
+
+/* Put a freed range into the cache, merging with its neighbours; ranges
+ * that no longer fit (slots or bytes) are handed back in evict[] for the
+ * caller to unmap outside the lock. The largest ranges go first: one
+ * munmap returns the most. Returns false if the range itself must go. */
+static bool cache_put_locked(uintptr_t base, size_t size, hk_cached_range_t *evict, int *nevict)
+{
+    size_t limit = cache_limit();
+    if (size > limit)
+        return false;
+    int i = 0;
+    while (i < g_cache_n && g_cache[i].base < base)
+        i++;
+    bool merged = false;
+    if (i > 0 && g_cache[i - 1].base + g_cache[i - 1].size == base) {
+        g_cache[i - 1].size += size;
+        merged = true;
+        i--;
+    }
+    if (i + (merged ? 1 : 0) < g_cache_n && base + size == g_cache[i + (merged ? 1 : 0)].base) {
+        int nx = i + (merged ? 1 : 0);
+        if (merged) {
+            g_cache[i].size += g_cache[nx].size;
+            cache_remove_at(nx);
+        } else {
+            g_cache[nx].base = base;
+            g_cache[nx].size += size;
+            merged = true;
+        }
+    }
+    if (!merged) {
+        if (g_cache_n == HK_LARGE_CACHE_SLOTS) {
+            /* Make a slot: evict the largest range. */
+            int big = 0;
+            for (int k = 1; k < g_cache_n; k++)
+                if (g_cache[k].size > g_cache[big].size)
+                    big = k;
+            evict[(*nevict)++] = g_cache[big];
+            g_cache_bytes -= g_cache[big].size;
+            cache_remove_at(big);
+            if (big < i)
+                i--;
+        }
+        cache_insert_at(i, base, size);
+    }
+    g_cache_bytes += size;
+    while (g_cache_bytes > limit && g_cache_n > 0 && *nevict < HK_LARGE_CACHE_SLOTS) {
+        int big = 0;
+        for (int k = 1; k < g_cache_n; k++)
+            if (g_cache[k].size > g_cache[big].size)
+                big = k;
+        evict[(*nevict)++] = g_cache[big];
+        g_cache_bytes -= g_cache[big].size;
+        cache_remove_at(big);
+    }
     return true;
 }
 
@@ -147,10 +260,7 @@ void *hk_large_alloc(size_t size, size_t align, bool zero)
         errno = ENOMEM;
         return NULL;
     }
-    hk_cached_range_t r;
-    if (align == HK_PAGE_SIZE && cache_take_locked(need, &r)) {
-        base = r.base;
-        msize = r.size;
+    if (cache_take_locked(need, align, &base)) {
         fresh = false;
         table_insert_locked(base, base, msize);
     }
@@ -174,6 +284,8 @@ void *hk_large_alloc(size_t size, size_t align, bool zero)
         HK_GAUGE_ADD(bytes_committed, (int64_t)msize);
     }
     HK_GAUGE_ADD(large_live, 1);
+    if (!fresh)
+        HK_GAUGE_ADD(large_cached_bytes, -(int64_t)msize);
     if (zero && !fresh)
         memset((void *)base, 0, size);
     return (void *)base;
@@ -192,16 +304,11 @@ int hk_large_free(void *p)
 {
     hk_cached_range_t evict[HK_LARGE_CACHE_SLOTS];
     int nevict = 0;
-    uintptr_t unmap_base = 0;
-    size_t unmap_size = 0;
 
     pthread_mutex_lock(&g_large_lock);
     hk_large_entry_t *e = table_find((uintptr_t)p);
     if (!e) {
-        int r = HK_LARGE_NOT_OURS;
-        for (int i = 0; i < g_cache_n; i++)
-            if (g_cache[i].base == (uintptr_t)p)
-                r = HK_LARGE_ALREADY_FREE;
+        int r = cache_contains_locked((uintptr_t)p) ? HK_LARGE_ALREADY_FREE : HK_LARGE_NOT_OURS;
         pthread_mutex_unlock(&g_large_lock);
         return r;
     }
@@ -209,83 +316,107 @@ int hk_large_free(void *p)
     size_t size = e->size;
     e->user = HK_LT_DELETED;
     g_table_live--;
-    size_t limit = cache_limit();
-    if (size <= limit) {
-        /* Make room: evict the oldest (front) entries. */
-        while (g_cache_n > 0 && (g_cache_n == HK_LARGE_CACHE_SLOTS || g_cache_bytes + size > limit)) {
-            evict[nevict++] = g_cache[0];
-            g_cache_bytes -= g_cache[0].size;
-            memmove(&g_cache[0], &g_cache[1], (size_t)(g_cache_n - 1) * sizeof g_cache[0]);
-            g_cache_n--;
-        }
-        g_cache[g_cache_n].base = base;
-        g_cache[g_cache_n].size = size;
-        g_cache_n++;
-        g_cache_bytes += size;
-    } else {
-        unmap_base = base;
-        unmap_size = size;
-    }
+    bool cached = cache_put_locked(base, size, evict, &nevict);
     pthread_mutex_unlock(&g_large_lock);
 
     HK_GAUGE_ADD(large_live, -1);
-    int64_t cached_delta = unmap_base ? 0 : (int64_t)size;
+    int64_t cached_delta = cached ? (int64_t)size : 0;
     for (int i = 0; i < nevict; i++) {
         cached_delta -= (int64_t)evict[i].size;
         hk_os_unmap((void *)evict[i].base, evict[i].size);
         HK_GAUGE_ADD(bytes_committed, -(int64_t)evict[i].size);
     }
     HK_GAUGE_ADD(large_cached_bytes, cached_delta);
-    if (unmap_base) {
-        hk_os_unmap((void *)unmap_base, unmap_size);
-        HK_GAUGE_ADD(bytes_committed, -(int64_t)unmap_size);
+    if (!cached) {
+        hk_os_unmap((void *)base, size);
+        HK_GAUGE_ADD(bytes_committed, -(int64_t)size);
     }
     return HK_LARGE_FREED;
 }
 
-void *hk_large_realloc(void *p, size_t new_size, bool *found)
+/* Growing blocks up to this size may move into a cached range by copying. */
+#define HK_LARGE_COPY_MAX ((size_t)4 << 20)
+
+static bool hk_large_cache_has(size_t need)
 {
     pthread_mutex_lock(&g_large_lock);
+    bool has = false;
+    for (int i = 0; i < g_cache_n && !has; i++)
+        has = g_cache[i].size >= need;
+    pthread_mutex_unlock(&g_large_lock);
+    return has;
+}
+
+void *hk_large_realloc(void *p, size_t new_size, bool *found)
+{
+    size_t need = hk_align_up(new_size, HK_PAGE_SIZE);
+    pthread_mutex_lock(&g_large_lock);
     hk_large_entry_t *e = table_find((uintptr_t)p);
+    *found = e != NULL;
     if (!e) {
         pthread_mutex_unlock(&g_large_lock);
-        *found = false;
         return NULL;
     }
-    *found = true;
     uintptr_t base = e->base;
     size_t size = e->size;
-    size_t need = hk_align_up(new_size, HK_PAGE_SIZE);
     if (need <= size && need >= size / 2) {
         /* Fits, and does not waste more than half: stay. */
         pthread_mutex_unlock(&g_large_lock);
         return p;
     }
-    /* Take it out of the table while the mapping changes. */
-    e->user = HK_LT_DELETED;
-    g_table_live--;
+    if (need > size) {
+        /* Growing: leave room for more (a quarter), so a buffer that grows
+         * step by step comes back here geometrically, not every page. */
+        size_t roomy = hk_align_up(size + size / 4, HK_PAGE_SIZE);
+        if (roomy > need && roomy - size <= ((size_t)64 << 20))
+            need = roomy;
+        /* Grow in place into a cached range right behind the block. */
+        for (int i = 0; i < g_cache_n; i++) {
+            if (g_cache[i].base == base + size && g_cache[i].size >= need - size) {
+                size_t extra = need - size;
+                g_cache[i].base += extra;
+                g_cache[i].size -= extra;
+                if (g_cache[i].size == 0)
+                    cache_remove_at(i);
+                g_cache_bytes -= extra;
+                e->size = need;
+                pthread_mutex_unlock(&g_large_lock);
+                HK_GAUGE_ADD(large_cached_bytes, -(int64_t)extra);
+                return p;
+            }
+        }
+    }
     pthread_mutex_unlock(&g_large_lock);
+    if (need > size && need <= HK_LARGE_COPY_MAX) {
+        /* A resident cached range and a copy beat fresh pages: on a virtual
+         * machine each page fault costs far more than copying a page. The
+         * caller does the copy when we return NULL; try the cache here. */
+        if (hk_large_cache_has(need))
+            return NULL;
+    }
 
+    /* mremap: grows in place when the address space behind is free, else
+     * moves the pages (no copy); shrinking gives the tail back. */
     void *q = hk_os_remap((void *)base, size, need);
-    uintptr_t nbase = q ? (uintptr_t)q : base;
-    size_t nsize = q ? need : size;
-    if (q) {
-        hk_registry_set(nbase, nsize, HK_REG_LARGE);
-        HK_GAUGE_ADD(bytes_committed, (int64_t)nsize - (int64_t)size);
-    }
-    if (!table_reserve_locked()) {
-        /* Cannot even re-register: extremely unlikely; keep it mapped. */
-        errno = ENOMEM;
-        return NULL;
-    }
-    table_insert_locked(nbase, nbase, nsize);
-    pthread_mutex_unlock(&g_large_lock);
     if (!q) {
-        if (need <= size)
-            return p; /* shrink refused: the block still fits */
-        errno = ENOMEM;
-        return NULL;
+        /* The caller falls back to allocate, copy and free (a shrink that
+         * was refused just stays). */
+        return need <= size ? p : NULL;
     }
+    hk_registry_set((uintptr_t)q, need, HK_REG_LARGE);
+    HK_GAUGE_ADD(bytes_committed, (int64_t)need - (int64_t)size);
+    pthread_mutex_lock(&g_large_lock);
+    e = table_find((uintptr_t)p);
+    if (e && (uintptr_t)q == base) {
+        e->size = need;
+    } else if (e) {
+        /* Moved: re-key it. The tombstone just made leaves room, so the
+         * insert needs no growth. */
+        e->user = HK_LT_DELETED;
+        g_table_live--;
+        table_insert_locked((uintptr_t)q, (uintptr_t)q, need);
+    }
+    pthread_mutex_unlock(&g_large_lock);
     return q;
 }
 

@@ -22,8 +22,10 @@ enum { HK_LARGE_FREED = 0, HK_LARGE_NOT_OURS = 1, HK_LARGE_ALREADY_FREE = 2 };
 int hk_large_free(void *p);
 /* Usable size of a live large block; 0 if p is not one. */
 size_t hk_large_usable(const void *p);
-/* Resize a live large block (new_size > 0). Returns the block (maybe moved)
- * or NULL + ENOMEM (p untouched). *found = false if p is not a large block. */
+/* Resize a live large block (new_size > 0) in place, from the cache or with
+ * mremap. Returns the block (maybe moved), or NULL when it cannot (p is then
+ * untouched and the caller allocates, copies and frees). *found = false if
+ * p is not a large block. */
 void *hk_large_realloc(void *p, size_t new_size, bool *found);
 /* Unmap every cached range. Returns bytes released. */
 size_t hk_large_trim(void);

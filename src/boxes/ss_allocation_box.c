@@ -2,6 +2,7 @@
  * abandoned list. See the header. */
 #include "hakmem_internal.h"
 #include "ss_allocation_box.h"
+#include "diag_box.h"
 #include "ss_os_acquire_box.h"
 #include "ss_registry_box.h"
 #include "ss_release_policy_box.h"
@@ -124,6 +125,7 @@ static int ss_unmap(hk_superslab_t *ss)
 
 void superslab_free(hk_superslab_t *ss)
 {
+    HK_ASSERT(ss->used_slabs == 0 && ss->free_mask == HK_SS_ALL_SLABS_FREE);
     HK_GAUGE_ADD(ss_live, -1);
     ss->pending_decommit = 0; /* the whole superslab is decided on now */
     atomic_store_explicit(&ss->heap, NULL, memory_order_release);

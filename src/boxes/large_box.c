@@ -177,6 +177,20 @@ static bool cache_take_locked(size_t need, size_t align, uintptr_t *out)
     return true;
 }
 
+/* Recently freed large blocks that went back to the OS: a second free of
+ * one is still diagnosed as a double free, not as a stray pointer. */
+#define HK_LARGE_RECENT 64
+static uintptr_t g_recent[HK_LARGE_RECENT];
+static unsigned g_recent_next;
+
+static bool recent_contains_locked(uintptr_t p)
+{
+    for (int i = 0; i < HK_LARGE_RECENT; i++)
+        if (g_recent[i] == p)
+            return true;
+    return false;
+}
+
 /* Is p inside a cached (free) range? */
 static bool cache_contains_locked(uintptr_t p)
 {
@@ -280,6 +294,9 @@ void *hk_large_alloc(size_t size, size_t align, bool zero)
             return NULL;
         }
         table_insert_locked(base, base, msize);
+        for (int i = 0; i < HK_LARGE_RECENT; i++)
+            if (g_recent[i] == base)
+                g_recent[i] = 0; /* live again */
         pthread_mutex_unlock(&g_large_lock);
         HK_GAUGE_ADD(bytes_committed, (int64_t)msize);
     }
@@ -308,7 +325,8 @@ int hk_large_free(void *p)
     pthread_mutex_lock(&g_large_lock);
     hk_large_entry_t *e = table_find((uintptr_t)p);
     if (!e) {
-        int r = cache_contains_locked((uintptr_t)p) ? HK_LARGE_ALREADY_FREE : HK_LARGE_NOT_OURS;
+        int r = cache_contains_locked((uintptr_t)p) || recent_contains_locked((uintptr_t)p) ? HK_LARGE_ALREADY_FREE
+                                                                                          : HK_LARGE_NOT_OURS;
         pthread_mutex_unlock(&g_large_lock);
         return r;
     }
@@ -317,6 +335,8 @@ int hk_large_free(void *p)
     e->user = HK_LT_DELETED;
     g_table_live--;
     bool cached = cache_put_locked(base, size, evict, &nevict);
+    if (!cached)
+        g_recent[g_recent_next++ % HK_LARGE_RECENT] = base;
     pthread_mutex_unlock(&g_large_lock);
 
     HK_GAUGE_ADD(large_live, -1);

@@ -48,10 +48,18 @@ WORKLOADS = {
         "quick": ["5000000", "8192"],
         "full": ["10000000", "8192"],
     }),
+    # One burst: allocate, free everything, read Rss right after.
     "burst": ("bench_burst", {
         "tiny": ["4", "1", "0"],
-        "quick": ["256", "2", "200"],
-        "full": ["256", "3", "500"],
+        "quick": ["256", "1", "200"],
+        "full": ["256", "1", "500"],
+    }),
+    # The same burst in a loop: free and re-allocate the same amount again
+    # and again (LEAN's hysteresis should make it as cheap as FAST).
+    "loop": ("bench_burst", {
+        "tiny": ["4", "3", "0"],
+        "quick": ["64", "20", "20"],
+        "full": ["64", "40", "20"],
     }),
     "prodcons": ("bench_prodcons", {
         "tiny": ["{threads}", "20000"],
@@ -79,7 +87,7 @@ WORKLOADS = {
         "full": ["{seconds}", "{warmup}", "1000", "16384"],
     }),
 }
-RUN_WORKLOADS = ["random_mixed", "burst", "prodcons", "churn", "realloc", "large"]
+RUN_WORKLOADS = ["random_mixed", "burst", "loop", "prodcons", "churn", "realloc", "large"]
 REPS = {"tiny": 1, "quick": 7, "full": 9}
 TIMEOUT = {"tiny": 60, "quick": 300, "full": 600}
 MEM_SYSCALLS = ["mmap", "munmap", "madvise", "mremap", "brk"]
@@ -157,7 +165,9 @@ def discover(libdir, notes):
                             ("free", {"HAKMEM_SS_MEM_LEAN": "1",
                                       "HAKMEM_SS_MEM_LEAN_DECOMMIT": "FREE"}),
                             ("dontneed", {"HAKMEM_SS_MEM_LEAN": "1",
-                                          "HAKMEM_SS_MEM_LEAN_DECOMMIT": "DONTNEED"})):
+                                          "HAKMEM_SS_MEM_LEAN_DECOMMIT": "DONTNEED"}),
+                            ("nodecommit", {"HAKMEM_SS_MEM_LEAN": "1",
+                                            "HAKMEM_SS_MEM_LEAN_DECOMMIT": "OFF"})):
             e = {"LD_PRELOAD": lean}
             e.update(env)
             found.append(Alloc("hakmem-lean-" + suffix, e, lib=lean, hakmem=True))
@@ -290,7 +300,7 @@ def parse_output(wl, out, err):
         raise RunError("no 'End Rss = N KiB LazyFree = M KiB' line")
     r["end_rss_kib"] = int(m[0][0])
     r["end_lazyfree_kib"] = int(m[0][1])
-    if wl == "burst":
+    if wl in ("burst", "loop"):
         b = RE_BEFORE.findall(out)
         a = RE_AFTER.findall(out)
         rounds = RE_ROUND.findall(out)
@@ -445,7 +455,7 @@ def report_workload(res, wl, allocs, base):
     header = ["allocator", "Mops/s median (min-max)", "vs %s" % base,
               "peak RSS MiB median (min-max)", "vs %s" % base,
               "end Rss MiB", "end LazyFree MiB", "minor faults", "mem syscalls/op"]
-    if wl == "burst":
+    if wl in ("burst", "loop"):
         header += ["Rss before MiB", "Rss at burst peak MiB", "Rss after MiB",
                    "after - before MiB", "LazyFree after MiB"]
     bt = med(res.vals(wl, base, "throughput")) if base else None
@@ -467,7 +477,7 @@ def report_workload(res, wl, allocs, base):
                "%.1f" % (med(res.vals(wl, a, "end_lazyfree_kib")) / 1024.0),
                "%d" % med(res.vals(wl, a, "minor_faults")),
                ("%.2e" % spo) if spo is not None else "-"]
-        if wl == "burst":
+        if wl in ("burst", "loop"):
             for f in ("burst_before_kib", "burst_peak_kib", "burst_after_kib",
                       "burst_delta_kib", "burst_after_lazyfree_kib"):
                 row.append("%.1f" % (med(res.vals(wl, a, f)) / 1024.0))
@@ -530,6 +540,16 @@ def targets_report(res, names):
         if d is not None and lz is not None:
             add("burst: hakmem-lean-free (Rss - LazyFree) after - before <= 4 MiB (MiB)",
                 (d - lz) / 1024.0, lambda v: v <= 4.0 and lz > 0, "%.1f")
+    if H in names:
+        for lean in ("hakmem-lean-free", "hakmem-lean-dontneed"):
+            if lean not in names:
+                continue
+            add("loop: %s/hakmem (FAST) mem syscalls per op <= 2" % lean,
+                ratio(syscalls_per_op(res, "loop", lean), syscalls_per_op(res, "loop", H)),
+                lambda v: v <= 2.0)
+            add("loop: %s/hakmem (FAST) minor faults <= 2" % lean,
+                ratio(m("loop", lean, "minor_faults"), m("loop", H, "minor_faults")),
+                lambda v: v <= 2.0)
     if not rows:
         return None
     return md_table(["target (issue)", "measured", "status"], rows)

@@ -318,12 +318,17 @@ static void slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
     __atomic_store_n(&s->div_magic, hk_div_magic(bs), __ATOMIC_RELEASE);
 }
 
-/* LEAN: give back the pages of the slabs waiting in pending_decommit, one
- * madvise per run of adjacent slabs. */
-#define HK_DECOMMIT_BATCH 8
+/* LEAN: give back the pages of every unused slab of the superslab that
+ * still has them (the pending ones and any other unused one), one madvise
+ * per run of adjacent slabs: all of them are free, and longer runs mean
+ * fewer syscalls. */
+#define HK_DECOMMIT_BATCH 16
 static void slab_flush_pending_decommit(hk_superslab_t *ss)
 {
-    uint32_t m = ss->pending_decommit;
+    uint32_t m = ss->free_mask & HK_SS_ALL_SLABS_FREE;
+    for (int i = 1; i < HK_SLABS_PER_SS; i++)
+        if (ss->slabs[i].decommitted)
+            m &= ~(1u << i);
     ss->pending_decommit = 0;
     while (m) {
         unsigned first = (unsigned)__builtin_ctz(m);
@@ -376,7 +381,7 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     bool had_none_free = ss->free_mask == 0;
     ss->free_mask |= 1u << s->index;
     /* LEAN over budget: the slab's pages go back (unless the whole
-     * superslab is about to be released anyway), eight slabs at a time so
+     * superslab is about to be released anyway), sixteen slabs at a time so
      * that a large free costs a few syscalls per superslab, not one per slab. */
     if (config_lean && ss->used_slabs > 1 && ss_should_decommit_slab()) {
         ss->pending_decommit |= 1u << s->index;

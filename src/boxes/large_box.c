@@ -3,6 +3,7 @@
 #include "large_box.h"
 #include "env_box.h"
 #include "ss_mem_lean_env_box.h"
+#include "ss_release_policy_box.h"
 #include "ss_os_acquire_box.h"
 #include "ss_registry_box.h"
 #include "superslab_stats.h"
@@ -110,17 +111,40 @@ static void table_insert_locked(uintptr_t user, uintptr_t base, size_t size)
     g_table_live++;
 }
 
-/* The cache's byte limit: HAKMEM_LARGE_CACHE_MB; in LEAN mode at most
- * LEAN's budget, so freed large blocks do not outlive it. */
+/* The cache's byte limit: HAKMEM_LARGE_CACHE_MB; in LEAN mode (unless it
+ * keeps pages anyway: DECOMMIT=OFF) at most LEAN's budget, target plus the
+ * bounce bonus, so freed large blocks do not outlive it, while a program
+ * that frees and re-allocates big buffers in a loop earns the cache back. */
 static size_t cache_limit(void)
 {
     size_t lim = (size_t)hk_opt(HK_OPT_LARGE_CACHE_MB) << 20;
-    if (ss_mem_lean_enabled()) {
-        size_t lean = (size_t)ss_mem_lean_target_mb() << 20;
+    if (ss_mem_lean_enabled() && ss_mem_lean_decommit_mode() != HK_DECOMMIT_OFF) {
+        size_t lean = ((size_t)ss_mem_lean_target_mb() << 20) + (size_t)ss_release_policy_bonus();
         if (lean < lim)
             lim = lean;
     }
     return lim;
+}
+
+/* LEAN: bytes of large blocks given back to the OS because of the budget
+ * and not yet asked for again; a fresh mapping while this is positive is a
+ * bounce. */
+static _Atomic int64_t g_large_released;
+
+static void note_large_release(size_t bytes)
+{
+    if (config_lean && ss_mem_lean_enabled())
+        atomic_fetch_add_explicit(&g_large_released, (int64_t)bytes, memory_order_relaxed);
+}
+
+static void note_large_fresh(size_t bytes)
+{
+    if (!config_lean || atomic_load_explicit(&g_large_released, memory_order_relaxed) <= 0)
+        return;
+    int64_t was = atomic_fetch_sub_explicit(&g_large_released, (int64_t)bytes, memory_order_relaxed);
+    int64_t bounced = was < (int64_t)bytes ? was : (int64_t)bytes;
+    if (bounced > 0)
+        ss_release_policy_note_reuse((size_t)bounced);
 }
 
 /* Cached ranges are kept sorted by address and merged with their
@@ -287,6 +311,7 @@ void *hk_large_alloc(size_t size, size_t align, bool zero)
             return NULL;
         }
         base = (uintptr_t)p;
+        note_large_fresh(msize);
         hk_registry_set(base, msize, HK_REG_LARGE);
         if (!table_reserve_locked()) {
             hk_os_unmap(p, msize);
@@ -341,7 +366,10 @@ int hk_large_free(void *p)
 
     HK_GAUGE_ADD(large_live, -1);
     int64_t cached_delta = cached ? (int64_t)size : 0;
+    if (!cached)
+        note_large_release(size);
     for (int i = 0; i < nevict; i++) {
+        note_large_release(evict[i].size);
         cached_delta -= (int64_t)evict[i].size;
         hk_os_unmap((void *)evict[i].base, evict[i].size);
         HK_GAUGE_ADD(bytes_committed, -(int64_t)evict[i].size);

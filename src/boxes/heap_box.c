@@ -88,6 +88,7 @@ static void heap_reset(hk_heap_t *h)
     h->empty_ss = 0;
     h->next_free = NULL;
     h->alive = 0;
+    h->draining = 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -270,10 +271,16 @@ static void slab_unpark(hk_heap_t *h, hk_slab_t *s)
 static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s);
 
 /* Owner: handle the notification stack. */
+static void heap_trim_empty(hk_heap_t *h);
+
 static void heap_drain_notifications(hk_heap_t *h)
 {
     if (!atomic_load_explicit(&h->remote_slabs, memory_order_relaxed))
         return;
+    /* While the list is walked, no superslab may go back to the OS: a slab
+     * further down the list may belong to it. heap_trim_empty() waits. */
+    bool outer = !h->draining;
+    h->draining = 1;
     hk_slab_t *s = atomic_exchange_explicit(&h->remote_slabs, NULL, memory_order_acquire);
     while (s) {
         hk_slab_t *next = s->remote_next;
@@ -287,6 +294,32 @@ static void heap_drain_notifications(hk_heap_t *h)
                 slab_release(h, ss, s);
         }
         s = next;
+    }
+    if (outer) {
+        h->draining = 0;
+        heap_trim_empty(h);
+    }
+}
+
+/* Hysteresis: in FAST a heap keeps one empty superslab for its next slabs;
+ * more (in LEAN, all) go to superslab_free(), where the release policy
+ * decides. The notification stack is emptied first: a superslab given
+ * back must not be reachable from it. */
+static void heap_trim_empty(hk_heap_t *h)
+{
+    if (h->draining || h->empty_ss <= ss_heap_keep_empty())
+        return;
+    heap_drain_notifications(h);
+    hk_superslab_t *ss = h->ss_list;
+    while (ss && h->empty_ss > ss_heap_keep_empty()) {
+        hk_superslab_t *next = ss->next;
+        if (ss->used_slabs == 0) {
+            h->empty_ss--;
+            h->ss_count--;
+            ss_list_remove(h, ss);
+            superslab_free(ss);
+        }
+        ss = next;
     }
 }
 
@@ -394,15 +427,7 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     }
     if (--ss->used_slabs == 0) {
         h->empty_ss++;
-        /* Hysteresis: in FAST a heap keeps one empty superslab for its next
-         * slabs; more (in LEAN, all) go to superslab_free(), where the
-         * release policy decides. */
-        if (h->empty_ss > ss_heap_keep_empty()) {
-            h->empty_ss--;
-            h->ss_count--;
-            ss_list_remove(h, ss);
-            superslab_free(ss);
-        }
+        heap_trim_empty(h);
     }
 }
 

@@ -30,6 +30,7 @@ typedef struct hk_heap {
     uint32_t empty_ss;                  /* owned superslabs with no slab in use */
     struct hk_heap *next_free;          /* heap pool */
     uint32_t alive;
+    uint32_t draining;                  /* inside heap_drain_notifications() */
 } hk_heap_t;
 
 extern HK_HIDDEN hk_heap_t g_hk_heap_empty; /* every thread starts here: all lists empty */

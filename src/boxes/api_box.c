@@ -5,6 +5,7 @@
 #include "diag_box.h"
 #include "env_box.h"
 #include "hakmem.h"
+#include "ss_allocation_box.h"
 #include "superslab_stats.h"
 #include "thread_box.h"
 
@@ -180,9 +181,14 @@ HK_API size_t hakmem_malloc_usable_size(void *p) { return hk_api_usable(p); }
 HK_API void hakmem_free_sized(void *p, size_t size) { hk_api_free(p); }
 HK_API void hakmem_free_aligned_sized(void *p, size_t align, size_t size) { hk_api_free(p); }
 
+/* Give back what is cached for reuse (freed large ranges, empty
+ * superslabs); blocks in use and the slabs heaps keep stay. 1 if any memory
+ * went back, as glibc answers. */
 HK_API int hakmem_malloc_trim(size_t pad)
 {
-    return hk_large_trim() > 0;
+    size_t released = hk_large_trim();
+    released += superslab_trim();
+    return released > 0;
 }
 
 HK_API int hakmem_owns(const void *p)

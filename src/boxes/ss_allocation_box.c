@@ -190,6 +190,44 @@ static void superslab_release(hk_superslab_t *ss)
         cache_push(ss); /* munmap failed too (map-count limit): keep it */
 }
 
+size_t superslab_trim(void)
+{
+    pthread_mutex_lock(&g_cache_lock);
+    hk_superslab_t *cached = g_cache, *dec = g_decommitted;
+    g_cache = g_decommitted = NULL;
+    g_decommitted_n = 0;
+    pthread_mutex_unlock(&g_cache_lock);
+    size_t released = 0;
+    while (cached) {
+        hk_superslab_t *next = cached->next;
+        HK_GAUGE_ADD(ss_cached, -1);
+        size_t resident = HK_SS_SIZE - (size_t)cached->decommitted_slabs * HK_SLAB_SIZE;
+        if (ss_unmap(cached) == 0)
+            released += resident;
+        else
+            cache_push(cached);
+        cached = next;
+    }
+    while (dec) {
+        hk_superslab_t *next = dec->next;
+        HK_GAUGE_ADD(ss_decommitted, -1);
+        /* Its slabs were already given back: only the header remains, and
+         * ss_unmap subtracts the whole range from the committed bytes. */
+        HK_GAUGE_ADD(bytes_committed, (int64_t)(HK_SS_SIZE - HK_SLAB_SIZE));
+        if (ss_unmap(dec) != 0) {
+            HK_GAUGE_ADD(bytes_committed, -(int64_t)(HK_SS_SIZE - HK_SLAB_SIZE));
+            pthread_mutex_lock(&g_cache_lock);
+            dec->next = g_decommitted;
+            g_decommitted = dec;
+            g_decommitted_n++;
+            pthread_mutex_unlock(&g_cache_lock);
+            HK_GAUGE_ADD(ss_decommitted, 1);
+        }
+        dec = next;
+    }
+    return released;
+}
+
 int superslab_prewarm_one(void)
 {
     hk_superslab_t *ss = ss_map_new();

@@ -90,6 +90,9 @@ hk_superslab_t *superslab_acquire(void);
 /* Take back an empty superslab (used_slabs == 0, owner cleared). FAST keeps
  * it cached for reuse; the LEAN release policy may decommit or unmap it. */
 void superslab_free(hk_superslab_t *ss);
+/* malloc_trim: unmap every cached and decommitted superslab. Returns the
+ * number of bytes that were resident and went back. */
+size_t superslab_trim(void);
 /* Make a fresh superslab resident and cache it (prewarm). 0 on success. */
 int superslab_prewarm_one(void);
 

@@ -245,6 +245,29 @@ START_TEST(stats_print)
 }
 END_TEST
 
+/* malloc_trim gives back what is cached: a freed large block's range goes
+ * back (1), and a second trim finds nothing left (0). */
+START_TEST(malloc_trim_releases)
+{
+    hakmem_malloc_trim(0);
+    void *p = hakmem_malloc(3u << 20);
+    ck_assert_ptr_nonnull(p);
+    memset(p, 1, 3u << 20);
+    hakmem_free(p);
+    struct hakmem_stats st;
+    ck_assert_int_eq(hakmem_stats_get(&st, sizeof st), 0);
+    ck_assert_uint_ge(st.large_cached_bytes, 3u << 20);
+    ck_assert_int_eq(hakmem_malloc_trim(0), 1);
+    ck_assert_int_eq(hakmem_stats_get(&st, sizeof st), 0);
+    ck_assert_uint_eq(st.large_cached_bytes, 0);
+    ck_assert_int_eq(hakmem_malloc_trim(0), 0);
+    /* and the allocator works afterwards */
+    p = hakmem_malloc(3u << 20);
+    ck_assert_ptr_nonnull(p);
+    hakmem_free(p);
+}
+END_TEST
+
 START_TEST(many_blocks_distinct)
 {
     /* blocks are disjoint: stamp all, check all */
@@ -283,6 +306,7 @@ int main(void)
     tcase_add_test(tc, stats_get);
     tcase_add_test(tc, stats_print);
     tcase_add_test(tc, many_blocks_distinct);
+    tcase_add_test(tc, malloc_trim_releases);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 
 hk_slab_t g_hk_slab_empty;
 hk_heap_t g_hk_heap_empty = {
@@ -356,6 +357,14 @@ static void slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
  * per run of adjacent slabs: all of them are free, and longer runs mean
  * fewer syscalls. */
 #define HK_DECOMMIT_BATCH 16
+#define HK_DECOMMIT_SETTLE_MS 50
+
+static int64_t hk_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 static void slab_flush_pending_decommit(hk_superslab_t *ss)
 {
     uint32_t m = ss->free_mask & HK_SS_ALL_SLABS_FREE;
@@ -414,11 +423,18 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     bool had_none_free = ss->free_mask == 0;
     ss->free_mask |= 1u << s->index;
     /* LEAN over budget: the slab's pages go back (unless the whole
-     * superslab is about to be released anyway), sixteen slabs at a time so
-     * that a large free costs a few syscalls per superslab, not one per slab. */
+     * superslab is about to be released anyway), sixteen slabs at a time and
+     * only once the first has waited 50 ms, so that a large free costs about
+     * one syscall per superslab, not one per slab. */
     if (config_lean && ss->used_slabs > 1 && ss_should_decommit_slab()) {
+        uint32_t now = (uint32_t)hk_now_ms();
+        if (!ss->pending_decommit)
+            ss->pending_since_ms = now;
         ss->pending_decommit |= 1u << s->index;
-        if (__builtin_popcount(ss->pending_decommit) >= HK_DECOMMIT_BATCH)
+        /* A superslab that is draining fast (a large free in progress) is
+         * about to be released whole, in one call: give it a moment. */
+        if (__builtin_popcount(ss->pending_decommit) >= HK_DECOMMIT_BATCH &&
+            now - ss->pending_since_ms >= HK_DECOMMIT_SETTLE_MS)
             slab_flush_pending_decommit(ss);
     }
     if (had_none_free) {

@@ -69,7 +69,8 @@ typedef struct hk_superslab {
     uint32_t decommitted_slabs;       /* unused slabs whose pages were given back */
     struct hk_superslab *next, *prev; /* heap list, cache or abandoned list */
     uint32_t pending_decommit;        /* LEAN: unused slabs waiting to be given back together */
-    uint8_t pad1[128 - 52];
+    uint32_t pending_since_ms;        /* when the first of them started waiting */
+    uint8_t pad1[128 - 56];
     hk_slab_t slabs[HK_SLABS_PER_SS]; /* slabs[0] is never used */
 } hk_superslab_t;
 

@@ -8,7 +8,10 @@
  * while hakmem's committed footprint is within HAKMEM_SS_MEM_LEAN_TARGET_MB
  * and the cache holds fewer than its allowance (one superslab); otherwise
  * it is released at once: decommitted (MADV_FREE or MADV_DONTNEED; the
- * 64 KiB header slab stays), or unmapped if that fails.
+ * 64 KiB header slab stays), or unmapped if that fails. Unused slabs of a
+ * superslab still in use are given back too while over budget, sixteen at
+ * a time once the first has waited 50 ms (heap_box), so a superslab that
+ * is emptying fast is released whole, in one call.
  *
  * Hysteresis: each time released memory is needed again (a "bounce": a
  * decommitted superslab or slab taken back into use), the budget grows by

@@ -82,6 +82,27 @@ __attribute__((unused)) static int vt_have(int variant)
     return vt_lib_path(variant, p, sizeof p);
 }
 
+/* A (variant, environment) pair a test runs its scenario under. */
+struct vt_mode {
+    int variant;
+    const char *env[5]; /* NULL-terminated */
+};
+
+/* Keep the modes whose library is built (into out[], returning how many)
+ * and say which libraries are missing. */
+__attribute__((unused)) static size_t vt_select_modes(const struct vt_mode *all, size_t n,
+                                                      const struct vt_mode **out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (vt_have(all[i].variant))
+            out[k++] = &all[i];
+    for (int v = 0; v < VT_NVARIANTS; v++)
+        if (!vt_have(v))
+            printf("note: the %s library is not built: its cases are skipped\n", vt_variant_names[v]);
+    return k;
+}
+
 /* Exit 77 unless abs_top_builddir is known (the tests run through make check). */
 __attribute__((unused)) static void vt_require_builddir(void)
 {

@@ -426,12 +426,7 @@ static const struct vt_scenario scenarios[] = {
 /* ------------------------------------------------------------------------ */
 /* Parent. */
 
-struct mode {
-    int variant;
-    const char *env[5];
-};
-
-static const struct mode all_modes[] = {
+static const struct vt_mode all_modes[] = {
     {VT_FAST, {NULL}},
     {VT_LEAN, {"HAKMEM_SS_MEM_LEAN=0"}},
     {VT_LEAN, {"HAKMEM_SS_MEM_LEAN=1", "HAKMEM_SS_MEM_LEAN_TARGET_MB=0", "HAKMEM_SS_MEM_LEAN_DECOMMIT=FREE"}},
@@ -441,7 +436,7 @@ static const struct mode all_modes[] = {
     {VT_DEBUG, {"HAKMEM_SS_MEM_LEAN=1", "HAKMEM_SS_MEM_LEAN_TARGET_MB=0", "HAKMEM_SS_MEM_LEAN_DECOMMIT=DONTNEED"}},
 };
 #define NMODES (sizeof all_modes / sizeof all_modes[0])
-static const struct mode *modes[NMODES];
+static const struct vt_mode *modes[NMODES];
 static int nmodes;
 
 START_TEST(test_rlimit)
@@ -532,7 +527,7 @@ END_TEST
 /* D.24: _i = mode. */
 START_TEST(test_munmap_fail)
 {
-    const struct mode *m = modes[_i];
+    const struct vt_mode *m = modes[_i];
     const char *env[8];
     int k = 0;
     for (int i = 0; m->env[i]; i++)
@@ -568,12 +563,7 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "--scenario") == 0)
         return vt_scenario_main(scenarios, argv[2]);
     vt_require_builddir();
-    for (size_t i = 0; i < NMODES; i++)
-        if (vt_have(all_modes[i].variant))
-            modes[nmodes++] = &all_modes[i];
-    for (int v = 0; v < VT_NVARIANTS; v++)
-        if (!vt_have(v))
-            printf("note: the %s library is not built: its cases are skipped\n", vt_variant_names[v]);
+    nmodes = (int)vt_select_modes(all_modes, NMODES, modes);
     if (!nmodes) {
         printf("SKIP: no library to test\n");
         return VT_EXIT_SKIP;

@@ -252,28 +252,24 @@ static const struct vt_scenario scenarios[] = {
 /* ------------------------------------------------------------------------ */
 /* Parent. */
 
-struct mode {
-    int variant;
-    const char *env[4];
-};
-static const struct mode all_modes[] = {
+static const struct vt_mode all_modes[] = {
     {VT_LEAN, {"HAKMEM_SS_MEM_LEAN=1", "HAKMEM_SS_MEM_LEAN_TARGET_MB=0", "HAKMEM_SS_MEM_LEAN_DECOMMIT=DONTNEED"}},
     {VT_LEAN, {"HAKMEM_SS_MEM_LEAN=1", "HAKMEM_SS_MEM_LEAN_TARGET_MB=0", "HAKMEM_SS_MEM_LEAN_DECOMMIT=FREE"}},
     {VT_DEBUG, {"HAKMEM_SS_MEM_LEAN=1", "HAKMEM_SS_MEM_LEAN_TARGET_MB=0", "HAKMEM_SS_MEM_LEAN_DECOMMIT=DONTNEED"}},
     {VT_DEBUG, {"HAKMEM_SS_MEM_LEAN=1", "HAKMEM_SS_MEM_LEAN_TARGET_MB=0", "HAKMEM_SS_MEM_LEAN_DECOMMIT=FREE"}},
 };
 #define NMODES (sizeof all_modes / sizeof all_modes[0])
-static const struct mode *modes[NMODES];
+static const struct vt_mode *modes[NMODES];
 static int nmodes;
 
-static int is_dontneed(const struct mode *m)
+static int is_dontneed(const struct vt_mode *m)
 {
     return strstr(m->env[2], "DONTNEED") != NULL;
 }
 
 START_TEST(test_survivors)
 {
-    const struct mode *m = modes[_i];
+    const struct vt_mode *m = modes[_i];
     struct vt_result *r = malloc(sizeof *r);
     vt_spawn(m->variant, "survivors", m->env, 60, r);
     vt_assert_r(r, vt_exited_ok(r), "survivors must keep their pattern");
@@ -292,7 +288,7 @@ END_TEST
 
 START_TEST(test_churn)
 {
-    const struct mode *m = modes[_i];
+    const struct vt_mode *m = modes[_i];
     struct vt_result *r = malloc(sizeof *r);
     vt_spawn(m->variant, "churn", m->env, 90, r);
     printf("%s ops %lld, remote frees %lld, failures %lld, lean_decommit %lld\n", r->desc,
@@ -311,13 +307,7 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "--scenario") == 0)
         return vt_scenario_main(scenarios, argv[2]);
     vt_require_builddir();
-    for (size_t i = 0; i < NMODES; i++)
-        if (vt_have(all_modes[i].variant))
-            modes[nmodes++] = &all_modes[i];
-    if (!vt_have(VT_LEAN))
-        printf("note: the lean library is not built: its cases are skipped\n");
-    if (!vt_have(VT_DEBUG))
-        printf("note: the debug library is not built: its cases are skipped\n");
+    nmodes = (int)vt_select_modes(all_modes, NMODES, modes);
     if (!nmodes) {
         printf("SKIP: LEAN integrity needs the lean or debug library (--enable-lean, --enable-debug)\n");
         return VT_EXIT_SKIP;

@@ -251,12 +251,7 @@ static const struct vt_scenario scenarios[] = {
 /* ------------------------------------------------------------------------ */
 /* Parent. */
 
-struct mode {
-    int variant;
-    const char *env[4];
-};
-
-static const struct mode all_modes[] = {
+static const struct vt_mode all_modes[] = {
     {VT_FAST, {NULL}},
     {VT_LEAN, {"HAKMEM_SS_MEM_LEAN=0"}},
     {VT_LEAN, {"HAKMEM_SS_MEM_LEAN=1", "HAKMEM_SS_MEM_LEAN_TARGET_MB=0", "HAKMEM_SS_MEM_LEAN_DECOMMIT=FREE"}},
@@ -268,7 +263,7 @@ static const struct mode all_modes[] = {
     {VT_DEBUG, {"HAKMEM_SS_MEM_LEAN=1", "HAKMEM_SS_MEM_LEAN_TARGET_MB=0", "HAKMEM_SS_MEM_LEAN_DECOMMIT=OFF"}},
 };
 #define NMODES (sizeof all_modes / sizeof all_modes[0])
-static const struct mode *modes[NMODES];
+static const struct vt_mode *modes[NMODES];
 static int nmodes;
 
 struct misuse {
@@ -290,7 +285,7 @@ static const struct misuse misuses[] = {
 };
 #define NMISUSES (sizeof misuses / sizeof misuses[0])
 
-static void check_misuse(const struct mode *m, const char *scenario, const char *kind)
+static void check_misuse(const struct vt_mode *m, const char *scenario, const char *kind)
 {
     struct vt_result *r = malloc(sizeof *r);
     vt_spawn(m->variant, scenario, m->env, 60, r);
@@ -320,7 +315,7 @@ static void check_misuse(const struct mode *m, const char *scenario, const char 
 /* _i = mode * NMISUSES + misuse */
 START_TEST(test_misuse)
 {
-    const struct mode *m = modes[_i / NMISUSES];
+    const struct vt_mode *m = modes[_i / NMISUSES];
     const struct misuse *u = &misuses[_i % NMISUSES];
     check_misuse(m, u->scenario, u->kind);
 }
@@ -329,7 +324,7 @@ END_TEST
 /* B.16: _i = mode. */
 START_TEST(test_write_after_free)
 {
-    const struct mode *m = modes[_i];
+    const struct vt_mode *m = modes[_i];
     struct vt_result *r = malloc(sizeof *r);
     vt_spawn(m->variant, "waf", m->env, 60, r);
     if (m->variant == VT_DEBUG) {
@@ -385,7 +380,7 @@ static const char *dump_line(const char *err, const char *name, char *buf, size_
  * settings (minus the variable it replaces). */
 START_TEST(test_bad_env)
 {
-    const struct mode *m = modes[_i / NBAD];
+    const struct vt_mode *m = modes[_i / NBAD];
     const struct badenv *b = &badenvs[_i % NBAD];
     const char *env[8], *envv[8];
     int k = 0;
@@ -444,12 +439,7 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "--scenario") == 0)
         return vt_scenario_main(scenarios, argv[2]);
     vt_require_builddir();
-    for (size_t i = 0; i < NMODES; i++)
-        if (vt_have(all_modes[i].variant))
-            modes[nmodes++] = &all_modes[i];
-    for (int v = 0; v < VT_NVARIANTS; v++)
-        if (!vt_have(v))
-            printf("note: the %s library is not built: its cases are skipped\n", vt_variant_names[v]);
+    nmodes = (int)vt_select_modes(all_modes, NMODES, modes);
     if (!nmodes) {
         printf("SKIP: no library to test\n");
         return VT_EXIT_SKIP;

@@ -275,4 +275,24 @@ static const char *hk_status_str(int st, char *buf, size_t n)
     return buf;
 }
 
+
+/* Seconds each time-bounded phase runs: HK_STRESS_SECONDS, default 2
+ * (`make stress` sets 60). */
+__attribute__((unused)) static double hk_budget_s(void)
+{
+    const char *e = getenv("HK_STRESS_SECONDS");
+    double v = (e && *e) ? atof(e) : 0;
+    return v > 0 ? v : 2.0;
+}
+
+/* xorshift32: cheap per-thread randomness */
+__attribute__((unused)) static inline uint32_t hk_rnd(uint32_t *s)
+{
+    uint32_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *s = x;
+}
+
 #endif /* HK_TEST_H */

@@ -22,22 +22,6 @@
 #include <signal.h>
 #include <stdatomic.h>
 
-static double budget_s(void)
-{
-    const char *e = getenv("HK_STRESS_SECONDS");
-    double v = (e && *e) ? atof(e) : 0;
-    return v > 0 ? v : 2.0;
-}
-
-static inline uint32_t rnd(uint32_t *s)
-{
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *s = x;
-}
-
 static atomic_int stop_workers;
 
 static void *worker(void *argp)
@@ -45,10 +29,10 @@ static void *worker(void *argp)
     uint32_t seed = (uint32_t)(uintptr_t)argp | 1;
     void *v[128] = {0};
     while (!atomic_load_explicit(&stop_workers, memory_order_relaxed)) {
-        int i = (int)(rnd(&seed) % 128);
+        int i = (int)(hk_rnd(&seed) % 128);
         free(v[i]);
-        uint32_t r = rnd(&seed) % 100;
-        size_t n = r < 90 ? 1 + rnd(&seed) % 1024 : r < 99 ? 1024 + rnd(&seed) % 65536 : (1u << 20);
+        uint32_t r = hk_rnd(&seed) % 100;
+        size_t n = r < 90 ? 1 + hk_rnd(&seed) % 1024 : r < 99 ? 1024 + hk_rnd(&seed) % 65536 : (1u << 20);
         v[i] = malloc(n);
         if (v[i])
             memset(v[i], 0x77, n < 64 ? n : 64);
@@ -150,7 +134,7 @@ START_TEST(fork_under_load)
     enum { W = 4, F = 2 };
     pthread_t wt[W], ft[F];
     struct forker_arg fa[F];
-    double until = hk_now() + budget_s();
+    double until = hk_now() + hk_budget_s();
 
     atomic_store(&stop_workers, 0);
     for (int i = 0; i < W; i++)
@@ -249,7 +233,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--early-fork") == 0)
         return early_fork_main();
     hk_require_preloaded();
-    double b = budget_s();
+    double b = hk_budget_s();
     Suite *s = suite_create("fork");
     TCase *tc = tcase_create("fork");
     tcase_set_timeout(tc, b * 10 + 60);

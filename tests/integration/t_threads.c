@@ -23,33 +23,16 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-static double budget_s(void)
-{
-    const char *e = getenv("HK_STRESS_SECONDS");
-    double v = (e && *e) ? atof(e) : 0;
-    return v > 0 ? v : 2.0;
-}
-
-/* xorshift32: cheap per-thread randomness */
-static inline uint32_t rnd(uint32_t *s)
-{
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *s = x;
-}
-
 static size_t random_size(uint32_t *s)
 {
-    uint32_t r = rnd(s) % 1000;
+    uint32_t r = hk_rnd(s) % 1000;
     if (r < 800)
-        return 1 + rnd(s) % 512;
+        return 1 + hk_rnd(s) % 512;
     if (r < 950)
-        return 512 + rnd(s) % 7680;
+        return 512 + hk_rnd(s) % 7680;
     if (r < 998)
-        return 8192 + rnd(s) % (256 * 1024);
-    return (1u << 20) + rnd(s) % (3u << 20);
+        return 8192 + hk_rnd(s) % (256 * 1024);
+    return (1u << 20) + hk_rnd(s) % (3u << 20);
 }
 
 /* Stamping a few MiB byte by byte is slow; stamp the head, the tail and
@@ -115,7 +98,7 @@ static void xch_push(struct obj *o, uint32_t *seed)
     if (xch.len < XCAP) {
         xch.o[xch.len++] = *o;
     } else {
-        size_t i = rnd(seed) % XCAP;
+        size_t i = hk_rnd(seed) % XCAP;
         victim = xch.o[i];
         xch.o[i] = *o;
     }
@@ -130,7 +113,7 @@ static int xch_pop(struct obj *out, uint32_t *seed)
     int got = 0;
     pthread_mutex_lock(&xch.mu);
     if (xch.len) {
-        size_t i = rnd(seed) % xch.len;
+        size_t i = hk_rnd(seed) % xch.len;
         *out = xch.o[i];
         xch.o[i] = xch.o[--xch.len];
         got = 1;
@@ -173,8 +156,8 @@ static void *stress_worker(void *argp)
 
     while ((ops & 255) || hk_now() < a->until) {
         ops++;
-        struct obj *o = &slot[rnd(&seed) % SLOTS];
-        uint32_t action = rnd(&seed) % 100;
+        struct obj *o = &slot[hk_rnd(&seed) % SLOTS];
+        uint32_t action = hk_rnd(&seed) % 100;
         if (o->p) {
             if (action < 60) {
                 check_and_free(o);
@@ -194,7 +177,7 @@ static void *stress_worker(void *argp)
                 }
                 o->p = q;
                 o->n = n;
-                o->salt = rnd(&seed);
+                o->salt = hk_rnd(&seed);
                 stamp(q, n, o->salt);
             }
         } else {
@@ -209,7 +192,7 @@ static void *stress_worker(void *argp)
                 continue;
             }
             o->n = n;
-            o->salt = rnd(&seed);
+            o->salt = hk_rnd(&seed);
             stamp(o->p, n, o->salt);
         }
     }
@@ -228,7 +211,7 @@ static void *stress_worker(void *argp)
 START_TEST(stress_cross_thread)
 {
     enum { T = 8 };
-    double total = budget_s();
+    double total = hk_budget_s();
     double t0 = hk_now();
     int rounds = 0;
     size_t rss_ref = 0, rss_max = 0;
@@ -331,7 +314,7 @@ static void *churn_thread(void *argp)
     void *v[512];
     for (int r = 0; r < 4; r++) {
         for (int i = 0; i < 512; i++) {
-            v[i] = malloc(16 + (size_t)(rnd(&seed) % 2048));
+            v[i] = malloc(16 + (size_t)(hk_rnd(&seed) % 2048));
             if (!v[i])
                 atomic_fetch_add(&alloc_failures, 1);
         }
@@ -339,8 +322,8 @@ static void *churn_thread(void *argp)
             free(v[i]);
     }
     for (int i = 0; i < 32; i++) {
-        a->give[i].n = 8 + rnd(&seed) % 4000;
-        a->give[i].salt = rnd(&seed);
+        a->give[i].n = 8 + hk_rnd(&seed) % 4000;
+        a->give[i].salt = hk_rnd(&seed);
         a->give[i].p = malloc(a->give[i].n);
         if (!a->give[i].p) {
             atomic_fetch_add(&alloc_failures, 1);
@@ -369,7 +352,7 @@ START_TEST(thread_exit_churn)
 {
     enum { BATCH = 16 };
     struct hakmem_stats st;
-    double total = budget_s();
+    double total = hk_budget_s();
     double t0 = hk_now();
     int batches = 0;
     long threads = 0;
@@ -444,7 +427,7 @@ static void *alloc_forever(void *argp)
     void *v[64] = {0};
     atomic_fetch_add(&spin_started, 1);
     for (;;) {
-        int i = (int)(rnd(&seed) % 64);
+        int i = (int)(hk_rnd(&seed) % 64);
         free(v[i]);
         size_t n = random_size(&seed) % 20000 + 1;
         v[i] = malloc(n);
@@ -527,7 +510,7 @@ END_TEST
 int main(void)
 {
     hk_require_preloaded();
-    double b = budget_s();
+    double b = hk_budget_s();
     Suite *s = suite_create("threads");
     TCase *tc = tcase_create("threads");
     /* each phase runs about b seconds; leave room for slow machines */

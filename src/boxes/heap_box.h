@@ -106,8 +106,7 @@ HK_INLINE void hk_small_free(void *p)
     }
     if (config_debug) {
         hk_debug_canary_check(p, slab->block_size);
-        b->tag = tag;
-        hk_debug_junk_fill(b, slab->block_size);
+        hk_debug_junk_fill(b, slab->block_size); /* past link and tag */
     }
     b->tag = tag;
     hk_heap_t *heap = hk_tls_heap;

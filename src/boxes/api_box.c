@@ -153,12 +153,12 @@ void *hk_realloc_impl(void *p, size_t size)
     hk_api_free(p);
     return q;
 
-foreign : {
-    int saved = errno;
+foreign:
+    /* Its size is unknown (the memory is never read): nothing can be
+     * copied. The block is left as it is. */
     hk_report_misuse("invalid realloc", p, "not a block hakmem handed out");
-    errno = saved == 0 ? ENOMEM : ENOMEM;
+    errno = ENOMEM;
     return NULL;
-}
 }
 
 /* ------------------------------------------------------------------------ */

@@ -182,11 +182,13 @@ HK_API void hakmem_free_sized(void *p, size_t size) { hk_api_free(p); }
 HK_API void hakmem_free_aligned_sized(void *p, size_t align, size_t size) { hk_api_free(p); }
 
 /* Give back what is cached for reuse (freed large ranges, empty
- * superslabs); blocks in use and the slabs heaps keep stay. 1 if any memory
- * went back, as glibc answers. */
+ * superslabs, and in LEAN the unused slabs of the calling thread's heap that
+ * wait to be given back); blocks in use and the slabs heaps keep stay. 1 if
+ * any memory went back, as glibc answers. */
 HK_API int hakmem_malloc_trim(size_t pad)
 {
     size_t released = hk_large_trim();
+    released += hk_heap_trim_current();
     released += superslab_trim();
     return released > 0;
 }

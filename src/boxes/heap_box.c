@@ -5,6 +5,7 @@
 #include "diag_box.h"
 #include "ss_os_acquire_box.h"
 #include "ss_registry_box.h"
+#include "ss_mem_lean_env_box.h"
 #include "ss_release_policy_box.h"
 #include "superslab_stats.h"
 #include "thread_box.h"
@@ -619,6 +620,20 @@ void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab)
             return;
         slab_release(heap, hk_ss_of(slab), slab);
     }
+}
+
+size_t hk_heap_trim_current(void)
+{
+    hk_heap_t *h = hk_tls_heap;
+    if (!config_lean || h == &g_hk_heap_empty || !ss_mem_lean_enabled() ||
+        ss_mem_lean_decommit_mode() == HK_DECOMMIT_OFF)
+        return 0;
+    int64_t before = HK_GAUGE_GET(bytes_committed);
+    for (hk_superslab_t *ss = h->ss_list; ss; ss = ss->next)
+        if (ss->pending_decommit)
+            slab_flush_pending_decommit(ss);
+    int64_t after = HK_GAUGE_GET(bytes_committed);
+    return before > after ? (size_t)(before - after) : 0;
 }
 
 /* ------------------------------------------------------------------------ */

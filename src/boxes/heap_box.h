@@ -136,6 +136,10 @@ HK_INLINE size_t hk_small_usable(const void *p)
     return slab->block_size;
 }
 
+/* malloc_trim, for the calling thread's heap: in LEAN, give back the pages
+ * of unused slabs still waiting in a pending set. Returns bytes given back. */
+size_t hk_heap_trim_current(void);
+
 /* Thread lifecycle (thread_box calls these). */
 hk_heap_t *hk_heap_thread_init(void);
 void hk_heap_thread_done(hk_heap_t *heap);

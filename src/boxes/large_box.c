@@ -385,16 +385,6 @@ int hk_large_free(void *p)
 /* Growing blocks up to this size may move into a cached range by copying. */
 #define HK_LARGE_COPY_MAX ((size_t)4 << 20)
 
-static bool hk_large_cache_has(size_t need)
-{
-    pthread_mutex_lock(&g_large_lock);
-    bool has = false;
-    for (int i = 0; i < g_cache_n && !has; i++)
-        has = g_cache[i].size >= need;
-    pthread_mutex_unlock(&g_large_lock);
-    return has;
-}
-
 void *hk_large_realloc(void *p, size_t new_size, bool *found)
 {
     size_t need = hk_align_up(new_size, HK_PAGE_SIZE);
@@ -412,14 +402,18 @@ void *hk_large_realloc(void *p, size_t new_size, bool *found)
         pthread_mutex_unlock(&g_large_lock);
         return p;
     }
+    bool cached_fit = false;
     if (need > size) {
         /* Growing: leave room for more (a quarter), so a buffer that grows
          * step by step comes back here geometrically, not every page. */
         size_t roomy = hk_align_up(size + size / 4, HK_PAGE_SIZE);
         if (roomy > need && roomy - size <= ((size_t)64 << 20))
             need = roomy;
-        /* Grow in place into a cached range right behind the block. */
+        /* Grow in place into a cached range right behind the block; note on
+         * the way whether some cached range could take the whole block. */
         for (int i = 0; i < g_cache_n; i++) {
+            if (g_cache[i].size >= need)
+                cached_fit = true;
             if (g_cache[i].base == base + size && g_cache[i].size >= need - size) {
                 size_t extra = need - size;
                 g_cache[i].base += extra;
@@ -435,12 +429,11 @@ void *hk_large_realloc(void *p, size_t new_size, bool *found)
         }
     }
     pthread_mutex_unlock(&g_large_lock);
-    if (need > size && need <= HK_LARGE_COPY_MAX) {
+    if (cached_fit && need <= HK_LARGE_COPY_MAX) {
         /* A resident cached range and a copy beat fresh pages: on a virtual
          * machine each page fault costs far more than copying a page. The
-         * caller does the copy when we return NULL; try the cache here. */
-        if (hk_large_cache_has(need))
-            return NULL;
+         * caller allocates (from the cache) and copies when we return NULL. */
+        return NULL;
     }
 
     /* mremap: grows in place when the address space behind is free, else

@@ -116,8 +116,13 @@ void *hk_realloc_impl(void *p, size_t size)
     size_t old;
     if (kind == HK_REG_SUPERSLAB) {
         old = hk_small_usable(p);
-        if (!old) {
-            hk_free_misuse(p, HK_MISUSE_INVALID);
+        if (!old || ((hk_block_t *)p)->tag == g_hk_cookie) {
+            /* Not a block start, or a free block: handing it back in place
+             * would let the caller's writes overwrite the free list. */
+            if (old)
+                hk_report_misuse("realloc of a freed block", p, "block is already free");
+            else
+                hk_free_misuse(p, HK_MISUSE_INVALID);
             errno = ENOMEM;
             return NULL;
         }
@@ -181,15 +186,18 @@ HK_API size_t hakmem_malloc_usable_size(void *p) { return hk_api_usable(p); }
 HK_API void hakmem_free_sized(void *p, size_t size) { hk_api_free(p); }
 HK_API void hakmem_free_aligned_sized(void *p, size_t align, size_t size) { hk_api_free(p); }
 
-/* Give back what is cached for reuse (freed large ranges, empty
- * superslabs, and in LEAN the unused slabs of the calling thread's heap that
- * wait to be given back); blocks in use and the slabs heaps keep stay. 1 if
- * any memory went back, as glibc answers. */
+/* Give back what is kept for reuse: freed large ranges; every heap's
+ * slabs and superslabs that other threads emptied (an idle owner's too);
+ * what was freed into abandoned superslabs; empty superslabs; in LEAN the
+ * unused slabs waiting to be given back. Blocks in use stay. 1 if any
+ * memory went back, as glibc answers. The debug build then recounts the
+ * gauges. */
 HK_API int hakmem_malloc_trim(size_t pad)
 {
     size_t released = hk_large_trim();
-    released += hk_heap_trim_current();
+    released += hk_heap_trim_all();
     released += superslab_trim();
+    hk_check_gauges();
     return released > 0;
 }
 

@@ -17,14 +17,17 @@
 #include <time.h>
 
 hk_slab_t g_hk_slab_empty;
-hk_heap_t g_hk_heap_empty = {
 #define HK_E1 &g_hk_slab_empty
 #define HK_E8 HK_E1, HK_E1, HK_E1, HK_E1, HK_E1, HK_E1, HK_E1, HK_E1
-    .cur = {HK_E8, HK_E8, HK_E8, HK_E8, HK_E8, HK_E8, HK_E8, HK_E8, HK_E8},
+#define HK_CUR_EMPTY {HK_E8, HK_E8, HK_E8, HK_E8, HK_E8, HK_E8, HK_E8, HK_E8, HK_E8}
+_Static_assert(HK_NUM_CLASSES == 72, "HK_CUR_EMPTY lists 72 classes");
+hk_heap_t g_hk_heap_empty = {.cur = HK_CUR_EMPTY};
+hk_heap_t g_hk_heap_exited = {.cur = HK_CUR_EMPTY};
+/* The heap of threads whose own heap is gone (g_hk_heap_exited): no thread
+ * has it as hk_tls_heap, so it is only ever used under its lock. */
+static hk_heap_t g_shared_heap = {.cur = HK_CUR_EMPTY, .alive = 1, .lock = PTHREAD_MUTEX_INITIALIZER};
 #undef HK_E8
 #undef HK_E1
-};
-_Static_assert(HK_NUM_CLASSES == 72, "g_hk_heap_empty initialiser lists 72 classes");
 
 __thread hk_heap_t *hk_tls_heap = &g_hk_heap_empty;
 uintptr_t g_hk_cookie;
@@ -32,16 +35,22 @@ uintptr_t g_hk_cookie;
 /* Blocks carved per refill: about a page's worth, so a slab is made
  * resident gradually rather than 64 KiB at once. */
 #define HK_CARVE_BYTES 4096
+/* Notifications an owner may leave undrained before the thread that sends
+ * the next one drains them for it (an owner that stopped allocating). */
+#define HK_HELP_AFTER 16
 
 static inline void cpu_relax(void) { __builtin_ia32_pause(); }
 
 /* ------------------------------------------------------------------------ */
 /* Heap pool: heap structs live in memory that is never unmapped, because a
  * remote thread may still read a heap pointer it loaded from a superslab
- * (see hk_heap_thread_done for why that read is then harmless). */
+ * (see hk_heap_thread_done for why that read is then harmless). Every
+ * struct ever made stays on g_heap_all, which only grows (at its head), so
+ * it can be walked without a lock. */
 
 static pthread_mutex_t g_heap_pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static hk_heap_t *g_heap_pool;
+static hk_heap_t *_Atomic g_heap_all = &g_shared_heap;
 static uint8_t *g_heap_chunk;
 static size_t g_heap_chunk_left;
 
@@ -62,6 +71,9 @@ static hk_heap_t *heap_struct_alloc(void)
             h = (hk_heap_t *)g_heap_chunk;
             g_heap_chunk += sz;
             g_heap_chunk_left -= sz;
+            pthread_mutex_init(&h->lock, NULL);
+            h->all_next = atomic_load_explicit(&g_heap_all, memory_order_relaxed);
+            atomic_store_explicit(&g_heap_all, h, memory_order_release);
         }
     }
     pthread_mutex_unlock(&g_heap_pool_lock);
@@ -76,21 +88,82 @@ static void heap_struct_free(hk_heap_t *h)
     pthread_mutex_unlock(&g_heap_pool_lock);
 }
 
-void hk_heap_fork_prepare(void) { pthread_mutex_lock(&g_heap_pool_lock); }
-void hk_heap_fork_parent(void) { pthread_mutex_unlock(&g_heap_pool_lock); }
-void hk_heap_fork_child(void) { pthread_mutex_init(&g_heap_pool_lock, NULL); }
-
 static void heap_reset(hk_heap_t *h)
 {
     for (int c = 0; c < HK_NUM_CLASSES; c++)
         h->cur[c] = &g_hk_slab_empty;
     atomic_store_explicit(&h->remote_slabs, NULL, memory_order_relaxed);
+    atomic_store_explicit(&h->notified, 0, memory_order_relaxed);
     h->ss_list = NULL;
     h->ss_count = 0;
     h->empty_ss = 0;
+    h->hold = 0;
+    h->foreign = 0;
+    __atomic_store_n(&h->pending_since_ms, 0, __ATOMIC_RELAXED);
     h->next_free = NULL;
     h->alive = 0;
-    h->draining = 0;
+}
+
+/* The lock is taken by the owner in its slow paths and by helpers; a
+ * foreign holder says so in h->foreign, so that the drain below keeps its
+ * hands off the class lists. */
+static void heap_lock(hk_heap_t *h) { pthread_mutex_lock(&h->lock); }
+static void heap_unlock(hk_heap_t *h) { pthread_mutex_unlock(&h->lock); }
+
+/* ------------------------------------------------------------------------ */
+/* Fork. A remote free that moved a slab to NOTIFYING finishes its
+ * notification before fork() may go on: in the child that thread is gone,
+ * and every owner path that meets the slab would wait for it forever. The
+ * gate is a Dekker pair: a notifier announces itself, then looks for a
+ * fork; fork_prepare announces the fork, then waits for notifiers. */
+
+static _Atomic int g_notifiers;
+static _Atomic int g_fork_pending;
+
+static void notify_begin(void)
+{
+    for (;;) {
+        atomic_fetch_add(&g_notifiers, 1);
+        if (!atomic_load(&g_fork_pending))
+            return;
+        atomic_fetch_sub(&g_notifiers, 1);
+        while (atomic_load(&g_fork_pending))
+            sched_yield();
+    }
+}
+
+static void notify_end(void) { atomic_fetch_sub(&g_notifiers, 1); }
+
+/* Lock order: pool lock, heap locks (list order), then the superslab box's
+ * and the large box's locks (thread_box takes those after these). */
+void hk_heap_fork_prepare(void)
+{
+    pthread_mutex_lock(&g_heap_pool_lock);
+    for (hk_heap_t *h = atomic_load(&g_heap_all); h; h = h->all_next)
+        heap_lock(h);
+    atomic_store(&g_fork_pending, 1);
+    while (atomic_load(&g_notifiers))
+        cpu_relax();
+}
+
+void hk_heap_fork_parent(void)
+{
+    atomic_store(&g_fork_pending, 0);
+    for (hk_heap_t *h = atomic_load(&g_heap_all); h; h = h->all_next)
+        heap_unlock(h);
+    pthread_mutex_unlock(&g_heap_pool_lock);
+}
+
+/* The other threads' heaps stay as they were (their memory is leaked in the
+ * child, safely: nothing waits for those threads, and their slabs still
+ * take frees); every lock is new. */
+void hk_heap_fork_child(void)
+{
+    atomic_store(&g_notifiers, 0);
+    atomic_store(&g_fork_pending, 0);
+    for (hk_heap_t *h = atomic_load(&g_heap_all); h; h = h->all_next)
+        pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&g_heap_pool_lock, NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -223,97 +296,134 @@ static void slab_absorb_remote(hk_slab_t *s, hk_block_t *list)
     }
     tail->next = s->free;
     s->free = list;
-    s->used -= n; /* keeps HK_USED_PARKED */
+    hk_slab_used_set(s, hk_slab_used(s) - n); /* keeps HK_USED_PARKED */
 }
 
-void hk_heap_free_remote(hk_block_t *b)
+static void heap_help(hk_heap_t *h);
+/* The shared heap has no owner thread (no fast path ever uses it): who
+ * holds its lock may do all of an owner's work. */
+static inline bool heap_has_owner(const hk_heap_t *h) { return h != &g_shared_heap; }
+static bool heap_adopt_on_free(hk_superslab_t *ss, hk_block_t *b);
+
+void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner)
 {
     hk_superslab_t *ss = hk_ss_of(b);
+    /* No owner: the superslab was abandoned (or its thread is exiting right
+     * now). A thread with a heap takes it over, so that what it frees there
+     * is reused at once instead of waiting for some heap to need memory. */
+    if (HK_UNLIKELY(owner == NULL) && heap_adopt_on_free(ss, b))
+        return;
     hk_slab_t *slab = hk_slab_of(ss, (uintptr_t)b);
     uintptr_t old = atomic_load_explicit(&slab->thread_free, memory_order_relaxed);
-    uintptr_t nw;
-    do {
-        b->next = HK_TF_LIST(old);
+    bool gated = false;
+    for (;;) {
         uintptr_t st = HK_TF_STATE(old);
-        nw = (uintptr_t)b | (st == HK_TF_FULL ? HK_TF_NOTIFYING : st);
-    } while (!atomic_compare_exchange_weak_explicit(&slab->thread_free, &old, nw, memory_order_release,
-                                                    memory_order_relaxed));
-    if (HK_TF_STATE(old) != HK_TF_FULL)
-        return; /* the common case: nothing of the slab is touched after the CAS */
+        if (st == HK_TF_FULL && !gated) {
+            /* This free may become a notification: pass the fork gate first. */
+            notify_begin();
+            gated = true;
+            old = atomic_load_explicit(&slab->thread_free, memory_order_relaxed);
+            continue;
+        }
+        b->next = HK_TF_LIST(old);
+        uintptr_t nw = (uintptr_t)b | (st == HK_TF_FULL ? HK_TF_NOTIFYING : st);
+        if (atomic_compare_exchange_weak_explicit(&slab->thread_free, &old, nw, memory_order_release,
+                                                  memory_order_relaxed))
+            break;
+    }
+    if (HK_TF_STATE(old) != HK_TF_FULL) {
+        /* The common case: nothing of the slab is touched after the CAS. */
+        if (gated)
+            notify_end();
+        return;
+    }
 
     /* We moved the slab FULL -> NOTIFYING: tell its owner, then clear the
      * state. While NOTIFYING, the owner cannot take our block, so the slab
      * (and its superslab) cannot be released under us. */
     hk_heap_t *h = atomic_load_explicit(&ss->heap, memory_order_acquire);
+    bool help = false;
     if (h) {
         hk_slab_t *head = atomic_load_explicit(&h->remote_slabs, memory_order_relaxed);
         do {
             slab->remote_next = head;
         } while (!atomic_compare_exchange_weak_explicit(&h->remote_slabs, &head, slab, memory_order_release,
                                                         memory_order_relaxed));
+        help = atomic_fetch_add_explicit(&h->notified, 1, memory_order_relaxed) + 1 >= HK_HELP_AFTER;
     }
     old = atomic_load_explicit(&slab->thread_free, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&slab->thread_free, &old, (uintptr_t)HK_TF_LIST(old),
                                                   memory_order_release, memory_order_relaxed))
         ;
+    notify_end();
+    /* The owner has let notifications pile up: it is idle (or busy
+     * elsewhere). Do its work, if nobody holds its lock. A heap struct is
+     * never unmapped, so h is safe to touch even if its thread has gone. */
+    if (help)
+        heap_help(h);
 }
 
 /* Owner: a parked slab has free blocks again: back onto its class list.
  * Its thread_free state may still say FULL: the next remote free then
  * sends one needless notification (ignored by heap_drain_notifications,
  * since the slab is no longer parked) and the state becomes NORMAL. That is
- * cheaper than a CAS here, on the path every local free to a parked slab
- * takes. */
+ * cheaper than a CAS here. */
 static void slab_unpark(hk_heap_t *h, hk_slab_t *s)
 {
-    s->used &= ~HK_USED_PARKED;
+    hk_slab_used_set(s, hk_slab_used(s) & ~HK_USED_PARKED);
+    s->parked = 0;
     class_list_insert_second(h, s);
 }
 
 static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s);
+static void heap_trim_empty(hk_heap_t *h, unsigned keep);
 
-/* Owner: handle the notification stack. */
-static void heap_trim_empty(hk_heap_t *h);
-
+/* Handle the notification stack (lock held). The owner puts slabs with
+ * free blocks back on their class lists; a helper (h->foreign) must not
+ * touch class lists, so it re-arms them instead (still parked, FULL: the
+ * next remote free notifies again). Either gives back slabs now empty. */
 static void heap_drain_notifications(hk_heap_t *h)
 {
     if (!atomic_load_explicit(&h->remote_slabs, memory_order_relaxed))
         return;
     /* While the list is walked, no superslab may go back to the OS: a slab
-     * further down the list may belong to it. heap_trim_empty() waits. */
-    bool outer = !h->draining;
-    h->draining = 1;
+     * further down the list may belong to it. */
+    h->hold++;
+    atomic_store_explicit(&h->notified, 0, memory_order_relaxed);
     hk_slab_t *s = atomic_exchange_explicit(&h->remote_slabs, NULL, memory_order_acquire);
     while (s) {
         hk_slab_t *next = s->remote_next;
         hk_superslab_t *ss = hk_ss_of(s);
-        if (atomic_load_explicit(&ss->heap, memory_order_relaxed) == h && (s->used & HK_USED_PARKED)) {
+        if (atomic_load_explicit(&ss->heap, memory_order_relaxed) == h && s->parked) {
             hk_block_t *list = slab_collect_remote(s);
             if (list)
                 slab_absorb_remote(s, list);
-            slab_unpark(h, s);
-            if (s->used == 0)
+            if ((hk_slab_used(s) & ~HK_USED_PARKED) == 0)
                 slab_release(h, ss, s);
+            else if (h->foreign)
+                slab_set_tf_state(s, HK_TF_FULL);
+            else
+                slab_unpark(h, s);
         }
         s = next;
     }
-    if (outer) {
-        h->draining = 0;
-        heap_trim_empty(h);
-    }
+    h->hold--;
+    heap_trim_empty(h, ss_heap_keep_empty());
 }
 
 /* Hysteresis: in FAST a heap keeps one empty superslab for its next slabs;
  * more (in LEAN, all) go to superslab_free(), where the release policy
  * decides. The notification stack is emptied first: a superslab given
  * back must not be reachable from it. */
-static void heap_trim_empty(hk_heap_t *h)
+static void heap_trim_empty(hk_heap_t *h, unsigned keep)
 {
-    if (h->draining || h->empty_ss <= ss_heap_keep_empty())
+    if (h->hold || h->empty_ss <= keep)
         return;
     heap_drain_notifications(h);
+    if (h->hold || h->empty_ss <= keep)
+        return;
     hk_superslab_t *ss = h->ss_list;
-    while (ss && h->empty_ss > ss_heap_keep_empty()) {
+    while (ss && h->empty_ss > keep) {
         hk_superslab_t *next = ss->next;
         if (ss->used_slabs == 0) {
             h->empty_ss--;
@@ -341,7 +451,8 @@ static void slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
         ss_release_policy_note_reuse(HK_SLAB_SIZE);
     }
     s->free = NULL;
-    s->used = 0;
+    hk_slab_used_set(s, 0);
+    s->parked = 0;
     s->block_size = bs;
     s->capacity = (uint16_t)(HK_SLAB_SIZE / bs);
     s->reserved = 0;
@@ -366,6 +477,7 @@ static int64_t hk_now_ms(void)
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
 static void slab_flush_pending_decommit(hk_superslab_t *ss)
 {
     uint32_t m = ss->free_mask & HK_SS_ALL_SLABS_FREE;
@@ -387,13 +499,59 @@ static void slab_flush_pending_decommit(hk_superslab_t *ss)
     }
 }
 
-/* Owner taking a slab over (adoption, or its own thread's exit): no
- * notification is pending or wanted any more, and every remote-freed block
- * is back on the free list. */
+/* LEAN: give back every slab of the heap still waiting, if the first has
+ * waited HK_DECOMMIT_SETTLE_MS (or at once: force). Lock held. Any path
+ * that holds the lock calls this: the owner's slow paths, helpers,
+ * malloc_trim; so slabs do not wait for a later release in their own
+ * superslab. */
+static void heap_flush_pending(hk_heap_t *h, bool force)
+{
+    if (!config_lean || !h->pending_since_ms)
+        return;
+    if (!force && (uint32_t)hk_now_ms() - h->pending_since_ms < HK_DECOMMIT_SETTLE_MS)
+        return;
+    __atomic_store_n(&h->pending_since_ms, 0, __ATOMIC_RELAXED);
+    for (hk_superslab_t *ss = h->ss_list; ss; ss = ss->next)
+        if (ss->pending_decommit)
+            slab_flush_pending_decommit(ss);
+}
+
+/* LEAN, from any thread's slow path, at most every settle interval: flush
+ * the due decommits of other heaps whose lock is free (an owner that went
+ * idle right after freeing). */
+static _Atomic uint32_t g_next_sweep_ms;
+
+static void heap_sweep_others(hk_heap_t *self)
+{
+    if (!config_lean)
+        return;
+    uint32_t now = (uint32_t)hk_now_ms();
+    uint32_t next = atomic_load_explicit(&g_next_sweep_ms, memory_order_relaxed);
+    if ((int32_t)(now - next) < 0 ||
+        !atomic_compare_exchange_strong(&g_next_sweep_ms, &next, now + HK_DECOMMIT_SETTLE_MS))
+        return;
+    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next) {
+        if (h == self || !__atomic_load_n(&h->pending_since_ms, __ATOMIC_RELAXED))
+            continue;
+        if (pthread_mutex_trylock(&h->lock) != 0)
+            continue;
+        if (h->alive) {
+            h->foreign = heap_has_owner(h);
+            heap_flush_pending(h, false);
+            h->foreign = 0;
+        }
+        heap_unlock(h);
+    }
+}
+
+/* Taking a slab over (adoption, its own thread's exit, malloc_trim of an
+ * abandoned superslab): no notification is pending or wanted any more, and
+ * every remote-freed block is back on the free list. */
 static void slab_take_over(hk_slab_t *s)
 {
     slab_set_tf_state(s, HK_TF_NORMAL);
-    s->used &= ~HK_USED_PARKED;
+    hk_slab_used_set(s, hk_slab_used(s) & ~HK_USED_PARKED);
+    s->parked = 0;
     hk_block_t *list = slab_collect_remote(s);
     if (list)
         slab_absorb_remote(s, list);
@@ -409,28 +567,32 @@ static void slab_clear(hk_slab_t *s)
     s->reserved = 0;
     s->carved_end = 0;
     s->free = NULL;
-    s->used = 0;
+    s->parked = 0;
+    hk_slab_used_set(s, 0);
 }
 
 /* Hand a slab with no live block back to its superslab. */
 static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
 {
-    HK_ASSERT((s->used & ~HK_USED_PARKED) == 0);
+    HK_ASSERT((hk_slab_used(s) & ~HK_USED_PARKED) == 0);
     HK_ASSERT(atomic_load_explicit(&ss->heap, memory_order_relaxed) == h);
     HK_ASSERT(!(ss->free_mask & (1u << s->index)) && ss->used_slabs > 0);
-    if (!(s->used & HK_USED_PARKED))
+    if (!s->parked)
         class_list_remove(h, s);
     slab_clear(s);
     bool had_none_free = ss->free_mask == 0;
     ss->free_mask |= 1u << s->index;
     /* LEAN over budget: the slab's pages go back (unless the whole
-     * superslab is about to be released anyway), sixteen slabs at a time and
-     * only once the first has waited 50 ms, so that a large free costs about
-     * one syscall per superslab, not one per slab. */
+     * superslab is about to be released anyway), sixteen slabs at a time
+     * once the first has waited 50 ms, so that a large free costs about one
+     * syscall per superslab, not one per slab; what is left waiting is
+     * flushed by heap_flush_pending() once it is due. */
     if (config_lean && ss->used_slabs > 1 && ss_should_decommit_slab()) {
         uint32_t now = (uint32_t)hk_now_ms();
         if (!ss->pending_decommit)
             ss->pending_since_ms = now;
+        if (!h->pending_since_ms)
+            __atomic_store_n(&h->pending_since_ms, now | 1, __ATOMIC_RELAXED);
         ss->pending_decommit |= 1u << s->index;
         /* A superslab that is draining fast (a large free in progress) is
          * about to be released whole, in one call: give it a moment. */
@@ -444,11 +606,13 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     }
     if (--ss->used_slabs == 0) {
         h->empty_ss++;
-        heap_trim_empty(h);
+        heap_trim_empty(h, ss_heap_keep_empty());
     }
 }
 
-/* Carve up to a page's worth of fresh blocks onto the free list. */
+/* Carve up to a page's worth of fresh blocks onto the free list. Each
+ * carved block carries the free tag: free() of a block that was carved but
+ * never handed out is then a double free, not a second copy on the list. */
 static bool slab_carve(hk_slab_t *s, hk_superslab_t *ss)
 {
     uint32_t left = (uint32_t)s->capacity - s->reserved;
@@ -460,13 +624,16 @@ static bool slab_carve(hk_slab_t *s, hk_superslab_t *ss)
     if (n > left)
         n = left;
     uint8_t *start = hk_slab_base(ss, s) + (size_t)s->reserved * s->block_size;
+    uintptr_t tag = g_hk_cookie;
     hk_block_t *b = (hk_block_t *)start;
     for (uint32_t i = 1; i < n; i++) {
         hk_block_t *nx = (hk_block_t *)(start + (size_t)i * s->block_size);
         b->next = nx;
+        b->tag = tag;
         b = nx;
     }
     b->next = s->free;
+    b->tag = tag;
     s->free = (hk_block_t *)start;
     if (config_debug) {
         for (uint32_t i = 0; i < n; i++)
@@ -509,32 +676,63 @@ static bool slab_park(hk_heap_t *h, hk_slab_t *s)
             break;
     }
     class_list_remove(h, s);
-    s->used |= HK_USED_PARKED;
+    hk_slab_used_set(s, hk_slab_used(s) | HK_USED_PARKED);
+    s->parked = 1;
     return true;
 }
 
-/* Take over an abandoned superslab: collect what other threads freed into
- * it, release slabs that are empty now, and list the rest. */
+/* Take over an abandoned superslab (lock held): collect what other threads
+ * freed into it, release slabs that are empty now, and list the rest. No
+ * superslab leaves the heap during the walk (hold): a release in the
+ * middle would let the superslab be unmapped, or taken by another heap,
+ * while we still walk its slabs. */
 static void heap_adopt(hk_heap_t *h, hk_superslab_t *ss)
 {
     atomic_store_explicit(&ss->heap, h, memory_order_seq_cst);
     h->ss_count++;
     ss_list_push_front(h, ss);
-    if (ss->used_slabs == 0) {
+    if (ss->pending_decommit && !h->pending_since_ms)
+        __atomic_store_n(&h->pending_since_ms, (uint32_t)hk_now_ms() | 1, __ATOMIC_RELAXED);
+    h->hold++;
+    if (ss->used_slabs == 0)
         h->empty_ss++;
-        return;
-    }
     for (int i = 1; i < HK_SLABS_PER_SS; i++) {
         hk_slab_t *s = &ss->slabs[i];
         if (ss->free_mask & (1u << i))
             continue;
         slab_take_over(s);
         class_list_insert_second(h, s);
-        if (s->used == 0)
+        if (hk_slab_used(s) == 0)
             slab_release(h, ss, s);
     }
     if (ss->free_mask == 0)
         ss_list_move_back(h, ss);
+    h->hold--;
+    heap_trim_empty(h, ss_heap_keep_empty());
+}
+
+/* A thread with a heap frees into an abandoned superslab: adopt it and free
+ * the block locally. false if it cannot (no heap of its own, or another
+ * thread took the superslab first): the caller frees remotely. */
+static void slab_free_locked(hk_heap_t *h, hk_slab_t *slab, hk_block_t *b);
+
+static bool heap_adopt_on_free(hk_superslab_t *ss, hk_block_t *b)
+{
+    hk_heap_t *h = hk_tls_heap;
+    if (h == &g_hk_heap_empty || h == &g_hk_heap_exited)
+        return false;
+    heap_lock(h);
+    /* We hold a live block of ss, so it cannot be released meanwhile. */
+    bool taken = superslab_adopt_this(ss);
+    if (taken) {
+        h->hold++;
+        heap_adopt(h, ss);
+        slab_free_locked(h, hk_slab_of(ss, (uintptr_t)b), b);
+        h->hold--;
+        heap_trim_empty(h, ss_heap_keep_empty());
+    }
+    heap_unlock(h);
+    return taken;
 }
 
 /* A fresh slab for class cls, from an owned superslab with an unused slab,
@@ -573,31 +771,23 @@ static hk_slab_t *heap_new_slab(hk_heap_t *h, unsigned cls)
     return s;
 }
 
-void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls)
+static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
 {
-    if (HK_UNLIKELY(heap == &g_hk_heap_empty)) {
-        heap = hk_heap_thread_init();
-        if (!heap) {
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
     heap_drain_notifications(heap);
+    heap_flush_pending(heap, false);
     for (;;) {
         hk_slab_t *s = heap->cur[cls];
         if (s == &g_hk_slab_empty) {
             s = heap_new_slab(heap, cls);
-            if (!s) {
-                errno = ENOMEM;
+            if (!s)
                 return NULL;
-            }
         }
         hk_superslab_t *ss = hk_ss_of(s);
         if (s->free || slab_refill(s, ss)) {
             hk_block_t *b = s->free;
             s->free = b->next;
-            s->used++;
-            HK_ASSERT(s->used <= (int32_t)s->capacity);
+            hk_slab_used_set(s, hk_slab_used(s) + 1);
+            HK_ASSERT(hk_slab_used(s) <= (int32_t)s->capacity);
             b->tag = 0;
             if (config_debug)
                 hk_debug_junk_check(b, s->block_size);
@@ -608,30 +798,117 @@ void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls)
     }
 }
 
-void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab)
+void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls)
 {
-    if (slab->used & HK_USED_PARKED)
-        slab_unpark(heap, slab);
-    if (slab->used == 0) {
+    if (HK_UNLIKELY(heap == &g_hk_heap_empty)) {
+        heap = hk_heap_thread_init();
+        if (!heap) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    } else if (HK_UNLIKELY(heap == &g_hk_heap_exited)) {
+        heap = &g_shared_heap;
+    }
+    heap_lock(heap);
+    void *p = heap_alloc_locked(heap, cls);
+    heap_unlock(heap);
+    if (HK_UNLIKELY(!p) && hk_release_cached() > 0) {
+        /* The OS refused a superslab: cached ranges hold address space
+         * (RLIMIT_AS) that a retry can use. */
+        heap_lock(heap);
+        p = heap_alloc_locked(heap, cls);
+        heap_unlock(heap);
+    }
+    heap_sweep_others(heap);
+    if (!p)
+        errno = ENOMEM;
+    return p;
+}
+
+/* A free into a slab the owner holds the lock of: the fast path's work, and
+ * what follows when the slab was parked or is now empty. */
+static void slab_free_locked(hk_heap_t *h, hk_slab_t *slab, hk_block_t *b)
+{
+    int32_t used = hk_slab_used(slab);
+    if (HK_UNLIKELY((used & ~HK_USED_PARKED) == 0)) {
+        /* No block of the slab is out: this one cannot be live. */
+        hk_free_misuse(b, HK_MISUSE_DOUBLE);
+        return;
+    }
+    b->next = slab->free;
+    slab->free = b;
+    hk_slab_used_set(slab, used - 1);
+    if (slab->parked)
+        slab_unpark(h, slab);
+    if (hk_slab_used(slab) == 0) {
         /* Hysteresis: keep the last slab of a class, so a class that empties
          * and refills in a loop does not churn slabs; in LEAN, not when the
          * footprint is over budget. */
-        if (heap->cur[slab->cls] == slab && slab->next == NULL && !(config_lean && ss_should_decommit_slab()))
+        if (h->cur[slab->cls] == slab && slab->next == NULL && !(config_lean && ss_should_decommit_slab()))
             return;
-        slab_release(heap, hk_ss_of(slab), slab);
+        slab_release(h, hk_ss_of(slab), slab);
     }
 }
 
-size_t hk_heap_trim_current(void)
+void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab, hk_block_t *b)
 {
-    hk_heap_t *h = hk_tls_heap;
-    if (!config_lean || h == &g_hk_heap_empty || !ss_mem_lean_enabled() ||
-        ss_mem_lean_decommit_mode() == HK_DECOMMIT_OFF)
-        return 0;
+    heap_lock(heap);
+    slab_free_locked(heap, slab, b);
+    heap_flush_pending(heap, false);
+    heap_unlock(heap);
+}
+
+/* Do an owner's work for it (trylock: never wait for a busy owner). */
+static void heap_help(hk_heap_t *h)
+{
+    if (pthread_mutex_trylock(&h->lock) != 0)
+        return;
+    if (h->alive) {
+        h->foreign = heap_has_owner(h);
+        heap_drain_notifications(h);
+        heap_flush_pending(h, false);
+        h->foreign = 0;
+    }
+    heap_unlock(h);
+}
+
+/* An abandoned superslab, owned by whoever holds it off the abandoned list:
+ * collect what was freed into it, forget the slabs now empty (LEAN over
+ * budget: give their pages back). True if no slab is in use any more. */
+static bool ss_collect_orphan(hk_superslab_t *ss)
+{
+    for (int i = 1; i < HK_SLABS_PER_SS; i++) {
+        hk_slab_t *s = &ss->slabs[i];
+        if (ss->free_mask & (1u << i))
+            continue;
+        slab_take_over(s);
+        if (hk_slab_used(s) == 0) {
+            slab_clear(s);
+            ss->free_mask |= 1u << i;
+            ss->used_slabs--;
+        }
+    }
+    if (config_lean && ss->used_slabs && (ss->pending_decommit || ss_should_decommit_slab()))
+        slab_flush_pending_decommit(ss);
+    return ss->used_slabs == 0;
+}
+
+size_t hk_heap_trim_all(void)
+{
     int64_t before = HK_GAUGE_GET(bytes_committed);
-    for (hk_superslab_t *ss = h->ss_list; ss; ss = ss->next)
-        if (ss->pending_decommit)
-            slab_flush_pending_decommit(ss);
+    hk_heap_t *self = hk_tls_heap;
+    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next) {
+        heap_lock(h);
+        if (h->alive) {
+            h->foreign = h != self && heap_has_owner(h);
+            heap_drain_notifications(h);
+            heap_flush_pending(h, true);
+            heap_trim_empty(h, 0);
+            h->foreign = 0;
+        }
+        heap_unlock(h);
+    }
+    superslab_reclaim_abandoned(ss_collect_orphan);
     int64_t after = HK_GAUGE_GET(bytes_committed);
     return before > after ? (size_t)(before - after) : 0;
 }
@@ -650,8 +927,10 @@ hk_heap_t *hk_heap_thread_init(void)
     hk_heap_t *h = heap_struct_alloc();
     if (!h)
         return NULL;
+    heap_lock(h);
     heap_reset(h);
     h->alive = 1;
+    heap_unlock(h);
     hk_tls_heap = h;
     hk_thread_register_exit(h);
     return h;
@@ -662,38 +941,41 @@ hk_heap_t *hk_heap_thread_init(void)
  *  2. wait out notifiers that already picked it (NOTIFYING), collect what
  *     was freed remotely, and release the slabs that are empty now;
  *  3. drop the notification stack; the heap struct can then be reused.
- * Superslabs with live blocks are abandoned for another heap to adopt. */
+ * Superslabs with live blocks are abandoned for another heap to adopt.
+ * Whatever the thread allocates after this (a later thread-specific-data
+ * destructor) comes from the shared heap: a new heap of its own would never
+ * be given back, since no destructor round may follow. */
 void hk_heap_thread_done(hk_heap_t *h)
 {
-    if (h == &g_hk_heap_empty || !h->alive)
+    if (h == &g_hk_heap_empty || h == &g_hk_heap_exited || !h->alive)
         return;
-    hk_tls_heap = &g_hk_heap_empty;
+    hk_tls_heap = &g_hk_heap_exited;
+    heap_lock(h);
+    h->alive = 0;
     for (hk_superslab_t *ss = h->ss_list; ss; ss = ss->next)
         atomic_store_explicit(&ss->heap, NULL, memory_order_seq_cst);
     hk_superslab_t *ss = h->ss_list;
     while (ss) {
         hk_superslab_t *next = ss->next;
-        for (int i = 1; i < HK_SLABS_PER_SS; i++) {
-            hk_slab_t *s = &ss->slabs[i];
-            if (ss->free_mask & (1u << i))
-                continue;
-            slab_take_over(s);
-            if (s->used == 0) {
-                slab_clear(s);
-                ss->free_mask |= 1u << i;
-                ss->used_slabs--;
-            }
-        }
         ss->next = ss->prev = NULL;
-        if (ss->used_slabs == 0)
+        if (ss_collect_orphan(ss))
             superslab_free(ss);
         else
             superslab_abandon(ss);
         ss = next;
     }
-    atomic_store_explicit(&h->remote_slabs, NULL, memory_order_relaxed);
     heap_reset(h);
+    heap_unlock(h);
     heap_struct_free(h);
+}
+
+/* ------------------------------------------------------------------------ */
+
+void hk_heap_count_superslabs(hk_ss_count_t *c)
+{
+    for (hk_heap_t *h = atomic_load(&g_heap_all); h; h = h->all_next)
+        for (hk_superslab_t *ss = h->ss_list; ss; ss = ss->next)
+            superslab_count_one(ss, c);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -9,10 +9,21 @@
  * A slab whose blocks all came back is returned to its superslab (except the
  * last slab of a class: hysteresis); an empty superslab goes to
  * superslab_free(). An exiting thread abandons its superslabs; any heap may
- * adopt them.
+ * adopt them, and a thread that frees into an abandoned superslab adopts it
+ * at once.
+ *
+ * Heap lock: everything of a heap except what the fast paths touch (the
+ * class-list heads and the slabs on them) is guarded by heap->lock. The
+ * owner takes it in its slow paths; another thread may take it to do the
+ * owner's work for it: drain its notification stack, give back its slabs
+ * that other threads emptied, flush LEAN's pending decommits (an owner
+ * that went idle, malloc_trim). Such a helper touches parked slabs only:
+ * the owner's fast paths never touch a parked slab (a free into one goes to
+ * the slow path, which takes the lock), so the helper and the owner never
+ * write the same field.
  *
  * Owns: hk_heap_t, the class lists, carving, local/remote free, thread
- * exit (abandon) and adoption.
+ * exit (abandon) and adoption, the list of all heaps.
  * Must not: call the OS directly, or decide about releasing memory to the
  * OS (the superslab box and release policy do). */
 #ifndef HAKMEM_HEAP_BOX_H
@@ -22,21 +33,40 @@
 #include "size_class_box.h"
 #include "ss_allocation_box.h"
 
+#include <pthread.h>
+
 typedef struct hk_heap {
     hk_slab_t *cur[HK_NUM_CLASSES];     /* class list heads; &g_hk_slab_empty if none */
     _Atomic(hk_slab_t *) remote_slabs;  /* slabs that got remote frees while parked full */
+    _Atomic uint32_t notified;          /* pushes onto remote_slabs since the last drain */
+    uint32_t alive;                     /* a thread (or the shared heap) uses it */
+    /* Below: guarded by lock. */
+    pthread_mutex_t lock;
     hk_superslab_t *ss_list;            /* owned superslabs, those with unused slabs first */
     uint32_t ss_count;
     uint32_t empty_ss;                  /* owned superslabs with no slab in use */
+    uint32_t hold;                      /* > 0: no superslab may leave the heap (a walk is
+                                           in progress over its slabs or notifications) */
+    uint32_t foreign;                   /* the holder of the lock is not the owner */
+    uint32_t pending_since_ms;          /* LEAN: since when slabs wait for decommit (0: none) */
     struct hk_heap *next_free;          /* heap pool */
-    uint32_t alive;
-    uint32_t draining;                  /* inside heap_drain_notifications() */
+    struct hk_heap *all_next;           /* list of every heap struct (never unlinked) */
 } hk_heap_t;
 
-extern HK_HIDDEN hk_heap_t g_hk_heap_empty; /* every thread starts here: all lists empty */
+extern HK_HIDDEN hk_heap_t g_hk_heap_empty;  /* every thread starts here: all lists empty */
+/* A thread whose heap is gone (thread exit ran, later destructors still
+ * allocate) points here: all lists empty, so every malloc takes the slow
+ * path, which serves it from the shared heap under its lock. */
+extern HK_HIDDEN hk_heap_t g_hk_heap_exited;
 extern HK_HIDDEN hk_slab_t g_hk_slab_empty; /* sentinel slab: no free blocks */
 extern HK_HIDDEN __thread hk_heap_t *hk_tls_heap;
 extern HK_HIDDEN uintptr_t g_hk_cookie;     /* per-process secret: the tag of a free block */
+
+/* slab->used is the owner's counter; a helper holding the heap lock reads
+ * and writes it on parked slabs only. Relaxed atomics say so (and compile
+ * to plain moves). */
+HK_INLINE int32_t hk_slab_used(const hk_slab_t *s) { return __atomic_load_n(&s->used, __ATOMIC_RELAXED); }
+HK_INLINE void hk_slab_used_set(hk_slab_t *s, int32_t v) { __atomic_store_n(&s->used, v, __ATOMIC_RELAXED); }
 
 void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls);
 /* Debug build: free blocks are junk-filled past their link and tag; the
@@ -49,8 +79,8 @@ void hk_debug_junk_check(hk_block_t *b, size_t block_size);
 void hk_debug_canary_set(void *p, size_t block_size, size_t size);
 /* Checks the canary; returns the requested size (block size if none). */
 size_t hk_debug_canary_check(void *p, size_t block_size);
-void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab);
-void hk_heap_free_remote(hk_block_t *b);
+void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab, hk_block_t *b);
+void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner);
 void hk_free_misuse(void *p, int kind);
 
 /* Allocate a block of class `cls`. NULL + ENOMEM when memory runs out. */
@@ -62,7 +92,7 @@ HK_INLINE void *hk_small_alloc(unsigned cls)
     if (HK_UNLIKELY(!b))
         return hk_heap_alloc_slow(heap, cls);
     slab->free = b->next;
-    slab->used++;
+    hk_slab_used_set(slab, hk_slab_used(slab) + 1);
     b->tag = 0; /* a live block never carries the free tag */
     if (config_debug)
         hk_debug_junk_check(b, slab->block_size);
@@ -110,17 +140,24 @@ HK_INLINE void hk_small_free(void *p)
     }
     b->tag = tag;
     hk_heap_t *heap = hk_tls_heap;
-    if (HK_LIKELY(atomic_load_explicit(&ss->heap, memory_order_relaxed) == heap)) {
+    hk_heap_t *owner = atomic_load_explicit(&ss->heap, memory_order_relaxed);
+    if (HK_LIKELY(owner == heap)) {
+        /* <= 1: the slab is about to be empty, or parked (HK_USED_PARKED
+         * bit): the slow path does it under the heap lock, and a parked
+         * slab is never written here (another thread may be helping). */
+        int32_t used = hk_slab_used(slab);
+        if (HK_UNLIKELY(used <= 1)) {
+            hk_heap_free_slow_local(heap, slab, b);
+            return;
+        }
         /* Straight back onto the allocation list: the next malloc of this
          * class reuses the block while it is still in cache. */
         b->next = slab->free;
         slab->free = b;
-        /* <= 0: the slab is now empty, or parked (HK_USED_PARKED bit). */
-        if (HK_UNLIKELY(--slab->used <= 0))
-            hk_heap_free_slow_local(heap, slab);
+        hk_slab_used_set(slab, used - 1);
         return;
     }
-    hk_heap_free_remote(b);
+    hk_heap_free_remote(b, owner);
 }
 
 /* Usable size of a small block (p already known to be in a superslab);
@@ -136,13 +173,20 @@ HK_INLINE size_t hk_small_usable(const void *p)
     return slab->block_size;
 }
 
-/* malloc_trim, for the calling thread's heap: in LEAN, give back the pages
- * of unused slabs still waiting in a pending set. Returns bytes given back. */
-size_t hk_heap_trim_current(void);
+/* malloc_trim: for every heap, drain its notifications, give back the
+ * slabs and superslabs other threads emptied and (LEAN) the pages of unused
+ * slabs still waiting; collect what was freed into abandoned superslabs and
+ * release those now empty. Returns the committed bytes given back. */
+size_t hk_heap_trim_all(void);
+/* Count the superslabs every heap owns (for the debug recount; the caller
+ * holds every lock: hk_heap_fork_prepare). */
+void hk_heap_count_superslabs(hk_ss_count_t *c);
 
 /* Thread lifecycle (thread_box calls these). */
 hk_heap_t *hk_heap_thread_init(void);
 void hk_heap_thread_done(hk_heap_t *heap);
+/* Fork: hold every heap lock and wait out remote frees that are notifying
+ * an owner, so the child finds no lock held and no slab in NOTIFYING. */
 void hk_heap_fork_prepare(void);
 void hk_heap_fork_parent(void);
 void hk_heap_fork_child(void);

@@ -3,6 +3,7 @@
 #include "large_box.h"
 #include "env_box.h"
 #include "ss_mem_lean_env_box.h"
+#include "ss_allocation_box.h"
 #include "ss_release_policy_box.h"
 #include "ss_os_acquire_box.h"
 #include "ss_registry_box.h"
@@ -13,20 +14,26 @@
 #include <string.h>
 
 typedef struct {
-    uintptr_t user; /* key: pointer handed out; 0 = empty, 1 = deleted */
+    uintptr_t user; /* key: pointer handed out; 0 = empty */
     uintptr_t base; /* mapping start (== user: large blocks start their mapping) */
     size_t size;    /* mapping length, page multiple */
 } hk_large_entry_t;
 
 #define HK_LT_EMPTY 0
-#define HK_LT_DELETED 1
 #define HK_LARGE_CACHE_SLOTS 256
 
+/* The table: open addressing with linear probing and backward-shift
+ * deletion, so a delete leaves no tombstone behind: the table grows only
+ * when live blocks do, never because blocks were freed (a table that must
+ * grow to serve a request from the cache is what failed under RLIMIT_AS).
+ * Entries taken out while their block is moved by mremap keep their room
+ * (g_table_moving): putting them back never needs the table to grow. */
 static pthread_mutex_t g_large_lock = PTHREAD_MUTEX_INITIALIZER;
 static hk_large_entry_t *g_table;
 static size_t g_table_cap; /* power of two */
-static size_t g_table_used; /* live + deleted */
 static size_t g_table_live;
+static size_t g_table_moving;  /* entries out for a move in flight */
+static size_t g_moving_bytes;  /* their mapping lengths (the debug recount) */
 
 typedef struct {
     uintptr_t base;
@@ -59,29 +66,70 @@ static void table_put_nogrow(hk_large_entry_t *t, size_t cap, uintptr_t user, ui
 {
     size_t mask = cap - 1;
     size_t i = hash_ptr(user) & mask;
-    while (t[i].user > HK_LT_DELETED)
+    while (t[i].user != HK_LT_EMPTY)
         i = (i + 1) & mask;
     t[i].user = user;
     t[i].base = base;
     t[i].size = size;
 }
 
-/* Make room for one more entry. Called without the lock held (it maps);
- * returns with the lock held. false if no memory for the table. */
+/* Remove an entry: later entries of its probe run move back into the hole
+ * unless that would put them before their home slot. */
+static void table_delete_locked(hk_large_entry_t *e)
+{
+    size_t mask = g_table_cap - 1;
+    size_t i = (size_t)(e - g_table);
+    for (size_t j = (i + 1) & mask; g_table[j].user != HK_LT_EMPTY; j = (j + 1) & mask) {
+        size_t home = hash_ptr(g_table[j].user) & mask;
+        /* Does home lie cyclically in (i, j]? Then the entry stays. */
+        bool stays = i < j ? (i < home && home <= j) : (i < home || home <= j);
+        if (!stays) {
+            g_table[i] = g_table[j];
+            i = j;
+        }
+    }
+    g_table[i].user = HK_LT_EMPTY;
+    g_table_live--;
+}
+
+static void table_insert_locked(uintptr_t user, uintptr_t base, size_t size)
+{
+    table_put_nogrow(g_table, g_table_cap, user, base, size);
+    g_table_live++;
+}
+
+/* Make room for one more entry (at most half full, counting the entries
+ * out for a move). Called without the lock held (it maps); returns with
+ * the lock held, or false (lock not held) if no memory for the table even
+ * after giving back every cached range. */
 static bool table_reserve_locked(void)
 {
+    bool trimmed = false;
     pthread_mutex_lock(&g_large_lock);
-    while ((g_table_used + 1) * 2 > g_table_cap) {
+    for (;;) {
+        size_t need = g_table_live + g_table_moving + 1;
+        if (need * 2 <= g_table_cap)
+            return true;
         size_t ncap = g_table_cap ? g_table_cap * 2 : 512;
-        if (g_table_live * 4 < g_table_cap)
-            ncap = g_table_cap; /* mostly tombstones: rebuild at the same size */
+        while (need * 4 > ncap)
+            ncap *= 2;
         pthread_mutex_unlock(&g_large_lock);
         hk_large_entry_t *nt = hk_os_map(ncap * sizeof *nt);
+        if (!nt && !trimmed) {
+            /* Address space is short (RLIMIT_AS): cached ranges hold some. */
+            trimmed = true;
+            hk_large_trim();
+            superslab_trim();
+            nt = hk_os_map(ncap * sizeof *nt);
+        }
         if (!nt)
             return false;
         pthread_mutex_lock(&g_large_lock);
-        if ((g_table_used + 1) * 2 <= g_table_cap) {
-            /* Another thread grew it meanwhile. */
+        /* Sizes are decided again under the lock: another thread may have
+         * grown the table meanwhile, or added so many entries that ours is
+         * too small by now. */
+        need = g_table_live + g_table_moving + 1;
+        if (need * 2 <= g_table_cap || need * 4 > ncap) {
             pthread_mutex_unlock(&g_large_lock);
             hk_os_unmap(nt, ncap * sizeof *nt);
             pthread_mutex_lock(&g_large_lock);
@@ -90,25 +138,16 @@ static bool table_reserve_locked(void)
         hk_large_entry_t *old = g_table;
         size_t ocap = g_table_cap;
         for (size_t i = 0; i < ocap; i++)
-            if (old[i].user > HK_LT_DELETED)
+            if (old[i].user != HK_LT_EMPTY)
                 table_put_nogrow(nt, ncap, old[i].user, old[i].base, old[i].size);
         g_table = nt;
         g_table_cap = ncap;
-        g_table_used = g_table_live;
         if (old) {
             pthread_mutex_unlock(&g_large_lock);
             hk_os_unmap(old, ocap * sizeof *old);
             pthread_mutex_lock(&g_large_lock);
         }
     }
-    return true;
-}
-
-static void table_insert_locked(uintptr_t user, uintptr_t base, size_t size)
-{
-    table_put_nogrow(g_table, g_table_cap, user, base, size);
-    g_table_used++;
-    g_table_live++;
 }
 
 /* The cache's byte limit: HAKMEM_LARGE_CACHE_MB; in LEAN mode (unless it
@@ -281,6 +320,10 @@ static bool cache_put_locked(uintptr_t base, size_t size, hk_cached_range_t *evi
     return true;
 }
 
+/* Gauges of this box change under its lock, together with the table and
+ * the cache, so that the debug recount (which holds the lock) always finds
+ * them in agreement. The unmaps themselves come after unlocking. */
+
 void *hk_large_alloc(size_t size, size_t align, bool zero)
 {
     if (size > HK_MAX_REQUEST) {
@@ -292,44 +335,47 @@ void *hk_large_alloc(size_t size, size_t align, bool zero)
         align = HK_PAGE_SIZE;
     uintptr_t base = 0;
     size_t msize = need;
-    bool fresh = true;
 
     if (!table_reserve_locked()) {
         errno = ENOMEM;
         return NULL;
     }
     if (cache_take_locked(need, align, &base)) {
-        fresh = false;
         table_insert_locked(base, base, msize);
+        HK_GAUGE_ADD(large_live, 1);
+        HK_GAUGE_ADD(large_cached_bytes, -(int64_t)msize);
     }
     pthread_mutex_unlock(&g_large_lock);
-
-    if (!base) {
-        void *p = align > HK_PAGE_SIZE ? hk_os_map_aligned(need, align) : hk_os_map(need);
-        if (!p) {
-            errno = ENOMEM;
-            return NULL;
-        }
-        base = (uintptr_t)p;
-        note_large_fresh(msize);
-        hk_registry_set(base, msize, HK_REG_LARGE);
-        if (!table_reserve_locked()) {
-            hk_os_unmap(p, msize);
-            errno = ENOMEM;
-            return NULL;
-        }
-        table_insert_locked(base, base, msize);
-        for (int i = 0; i < HK_LARGE_RECENT; i++)
-            if (g_recent[i] == base)
-                g_recent[i] = 0; /* live again */
-        pthread_mutex_unlock(&g_large_lock);
-        HK_GAUGE_ADD(bytes_committed, (int64_t)msize);
+    if (base) {
+        if (zero)
+            memset((void *)base, 0, size);
+        return (void *)base;
     }
+
+    void *p = align > HK_PAGE_SIZE ? hk_os_map_aligned(need, align) : hk_os_map(need);
+    if (!p && hk_large_trim() + superslab_trim() > 0) {
+        /* Address space is short (RLIMIT_AS): the cached ranges gave some back. */
+        p = align > HK_PAGE_SIZE ? hk_os_map_aligned(need, align) : hk_os_map(need);
+    }
+    if (!p) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    base = (uintptr_t)p;
+    note_large_fresh(msize);
+    hk_registry_set(base, msize, HK_REG_LARGE);
+    if (!table_reserve_locked()) {
+        hk_os_unmap(p, msize);
+        errno = ENOMEM;
+        return NULL;
+    }
+    table_insert_locked(base, base, msize);
+    for (int i = 0; i < HK_LARGE_RECENT; i++)
+        if (g_recent[i] == base)
+            g_recent[i] = 0; /* live again */
     HK_GAUGE_ADD(large_live, 1);
-    if (!fresh)
-        HK_GAUGE_ADD(large_cached_bytes, -(int64_t)msize);
-    if (zero && !fresh)
-        memset((void *)base, 0, size);
+    HK_GAUGE_ADD(bytes_committed, (int64_t)msize);
+    pthread_mutex_unlock(&g_large_lock);
     return (void *)base;
 }
 
@@ -357,28 +403,29 @@ int hk_large_free(void *p)
     }
     uintptr_t base = e->base;
     size_t size = e->size;
-    e->user = HK_LT_DELETED;
-    g_table_live--;
+    table_delete_locked(e);
     bool cached = cache_put_locked(base, size, evict, &nevict);
     if (!cached)
         g_recent[g_recent_next++ % HK_LARGE_RECENT] = base;
+    int64_t cached_delta = cached ? (int64_t)size : 0;
+    int64_t released = cached ? 0 : (int64_t)size;
+    for (int i = 0; i < nevict; i++) {
+        cached_delta -= (int64_t)evict[i].size;
+        released += (int64_t)evict[i].size;
+    }
+    HK_GAUGE_ADD(large_live, -1);
+    HK_GAUGE_ADD(large_cached_bytes, cached_delta);
+    HK_GAUGE_ADD(bytes_committed, -released);
     pthread_mutex_unlock(&g_large_lock);
 
-    HK_GAUGE_ADD(large_live, -1);
-    int64_t cached_delta = cached ? (int64_t)size : 0;
     if (!cached)
         note_large_release(size);
     for (int i = 0; i < nevict; i++) {
         note_large_release(evict[i].size);
-        cached_delta -= (int64_t)evict[i].size;
         hk_os_unmap((void *)evict[i].base, evict[i].size);
-        HK_GAUGE_ADD(bytes_committed, -(int64_t)evict[i].size);
     }
-    HK_GAUGE_ADD(large_cached_bytes, cached_delta);
-    if (!cached) {
+    if (!cached)
         hk_os_unmap((void *)base, size);
-        HK_GAUGE_ADD(bytes_committed, -(int64_t)size);
-    }
     return HK_LARGE_FREED;
 }
 
@@ -422,42 +469,48 @@ void *hk_large_realloc(void *p, size_t new_size, bool *found)
                     cache_remove_at(i);
                 g_cache_bytes -= extra;
                 e->size = need;
-                pthread_mutex_unlock(&g_large_lock);
                 HK_GAUGE_ADD(large_cached_bytes, -(int64_t)extra);
+                pthread_mutex_unlock(&g_large_lock);
                 return p;
             }
         }
     }
-    pthread_mutex_unlock(&g_large_lock);
     if (cached_fit && need <= HK_LARGE_COPY_MAX) {
         /* A resident cached range and a copy beat fresh pages: on a virtual
          * machine each page fault costs far more than copying a page. The
          * caller allocates (from the cache) and copies when we return NULL. */
+        pthread_mutex_unlock(&g_large_lock);
         return NULL;
     }
 
     /* mremap: grows in place when the address space behind is free, else
-     * moves the pages (no copy); shrinking gives the tail back. */
+     * moves the pages (no copy); shrinking gives the tail back. The entry
+     * leaves the table first: once the old range is unmapped, another
+     * thread's new mapping may land there and insert its own entry under
+     * the same key. Its room stays reserved (g_table_moving), so putting it
+     * back cannot fail. */
+    table_delete_locked(e);
+    g_table_moving++;
+    g_moving_bytes += size;
+    pthread_mutex_unlock(&g_large_lock);
     void *q = hk_os_remap((void *)base, size, need);
+    if (q)
+        hk_registry_set((uintptr_t)q, need, HK_REG_LARGE);
+    pthread_mutex_lock(&g_large_lock);
+    g_table_moving--;
+    g_moving_bytes -= size;
+    if (q) {
+        table_insert_locked((uintptr_t)q, (uintptr_t)q, need);
+        HK_GAUGE_ADD(bytes_committed, (int64_t)need - (int64_t)size);
+    } else {
+        table_insert_locked(base, base, size);
+    }
+    pthread_mutex_unlock(&g_large_lock);
     if (!q) {
         /* The caller falls back to allocate, copy and free (a shrink that
          * was refused just stays). */
         return need <= size ? p : NULL;
     }
-    hk_registry_set((uintptr_t)q, need, HK_REG_LARGE);
-    HK_GAUGE_ADD(bytes_committed, (int64_t)need - (int64_t)size);
-    pthread_mutex_lock(&g_large_lock);
-    e = table_find((uintptr_t)p);
-    if (e && (uintptr_t)q == base) {
-        e->size = need;
-    } else if (e) {
-        /* Moved: re-key it. The tombstone just made leaves room, so the
-         * insert needs no growth. */
-        e->user = HK_LT_DELETED;
-        g_table_live--;
-        table_insert_locked((uintptr_t)q, (uintptr_t)q, need);
-    }
-    pthread_mutex_unlock(&g_large_lock);
     return q;
 }
 
@@ -467,17 +520,26 @@ size_t hk_large_trim(void)
     pthread_mutex_lock(&g_large_lock);
     int n = g_cache_n;
     memcpy(all, g_cache, (size_t)n * sizeof all[0]);
+    size_t total = g_cache_bytes;
     g_cache_n = 0;
     g_cache_bytes = 0;
-    pthread_mutex_unlock(&g_large_lock);
-    size_t total = 0;
-    for (int i = 0; i < n; i++) {
-        hk_os_unmap((void *)all[i].base, all[i].size);
-        total += all[i].size;
-    }
     HK_GAUGE_ADD(large_cached_bytes, -(int64_t)total);
     HK_GAUGE_ADD(bytes_committed, -(int64_t)total);
+    pthread_mutex_unlock(&g_large_lock);
+    for (int i = 0; i < n; i++)
+        hk_os_unmap((void *)all[i].base, all[i].size);
     return total;
+}
+
+void hk_large_count(hk_large_count_t *c)
+{
+    int64_t table = 0;
+    for (size_t i = 0; i < g_table_cap; i++)
+        if (g_table[i].user != HK_LT_EMPTY)
+            table += (int64_t)g_table[i].size;
+    c->live = (int64_t)(g_table_live + g_table_moving);
+    c->cached_bytes = (int64_t)g_cache_bytes;
+    c->committed = table + (int64_t)g_moving_bytes + (int64_t)g_cache_bytes;
 }
 
 void hk_large_fork_prepare(void) { pthread_mutex_lock(&g_large_lock); }

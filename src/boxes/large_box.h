@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* size > 0; align a power of two (0 or <= page: page-aligned). zero: the
  * first `size` bytes must read as zero. NULL + ENOMEM on failure. */
@@ -29,6 +30,12 @@ size_t hk_large_usable(const void *p);
 void *hk_large_realloc(void *p, size_t new_size, bool *found);
 /* Unmap every cached range. Returns bytes released. */
 size_t hk_large_trim(void);
+/* Debug recount (lock held: hk_large_fork_prepare): live blocks, cached
+ * bytes, committed bytes from the table and the cache themselves. */
+typedef struct hk_large_count {
+    int64_t live, cached_bytes, committed;
+} hk_large_count_t;
+void hk_large_count(hk_large_count_t *c);
 
 void hk_large_fork_prepare(void);
 void hk_large_fork_parent(void);

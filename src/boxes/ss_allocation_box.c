@@ -181,9 +181,9 @@ static void superslab_release(hk_superslab_t *ss)
             HK_GAUGE_ADD(ss_decommitted, 1);
             return;
         }
-        /* Beyond the bound: unmap (the pages are already gone; ss_unmap
-         * subtracts the whole range once more). */
-        HK_GAUGE_ADD(bytes_committed, (int64_t)HK_SS_SIZE);
+        /* Beyond the bound: unmap. Only the header slab is still counted;
+         * ss_unmap subtracts the whole range, so add the rest back first. */
+        HK_GAUGE_ADD(bytes_committed, (int64_t)(HK_SS_SIZE - HK_SLAB_SIZE));
     }
     /* Decommit failed or refused (or the bound is reached): munmap. */
     if (ss_unmap(ss) != 0)
@@ -192,39 +192,42 @@ static void superslab_release(hk_superslab_t *ss)
 
 size_t superslab_trim(void)
 {
+    /* The unmaps happen under the cache lock: the lock is not on any fast
+     * path, and a superslab is then never in between (off every list, yet
+     * counted), which the debug recount of the gauges relies on. */
     pthread_mutex_lock(&g_cache_lock);
     hk_superslab_t *cached = g_cache, *dec = g_decommitted;
     g_cache = g_decommitted = NULL;
     g_decommitted_n = 0;
-    pthread_mutex_unlock(&g_cache_lock);
     size_t released = 0;
     while (cached) {
         hk_superslab_t *next = cached->next;
-        HK_GAUGE_ADD(ss_cached, -1);
         size_t resident = HK_SS_SIZE - (size_t)cached->decommitted_slabs * HK_SLAB_SIZE;
-        if (ss_unmap(cached) == 0)
+        if (ss_unmap(cached) == 0) {
+            HK_GAUGE_ADD(ss_cached, -1);
             released += resident;
-        else
-            cache_push(cached);
+        } else {
+            cached->next = g_cache; /* munmap refused (map-count limit): keep it */
+            g_cache = cached;
+        }
         cached = next;
     }
     while (dec) {
         hk_superslab_t *next = dec->next;
-        HK_GAUGE_ADD(ss_decommitted, -1);
         /* Its slabs were already given back: only the header remains, and
          * ss_unmap subtracts the whole range from the committed bytes. */
         HK_GAUGE_ADD(bytes_committed, (int64_t)(HK_SS_SIZE - HK_SLAB_SIZE));
-        if (ss_unmap(dec) != 0) {
+        if (ss_unmap(dec) == 0) {
+            HK_GAUGE_ADD(ss_decommitted, -1);
+        } else {
             HK_GAUGE_ADD(bytes_committed, -(int64_t)(HK_SS_SIZE - HK_SLAB_SIZE));
-            pthread_mutex_lock(&g_cache_lock);
             dec->next = g_decommitted;
             g_decommitted = dec;
             g_decommitted_n++;
-            pthread_mutex_unlock(&g_cache_lock);
-            HK_GAUGE_ADD(ss_decommitted, 1);
         }
         dec = next;
     }
+    pthread_mutex_unlock(&g_cache_lock);
     return released;
 }
 
@@ -241,12 +244,29 @@ int superslab_prewarm_one(void)
     return 0;
 }
 
+/* The abandoned list is doubly linked (next/prev are free while a
+ * superslab is abandoned), so a freeing thread can take one particular
+ * superslab off it. */
+static void abandoned_unlink(hk_superslab_t *ss)
+{
+    if (ss->prev)
+        ss->prev->next = ss->next;
+    else
+        g_abandoned = ss->next;
+    if (ss->next)
+        ss->next->prev = ss->prev;
+    ss->next = ss->prev = NULL;
+}
+
 void superslab_abandon(hk_superslab_t *ss)
 {
-    ss->state = HK_SS_ABANDONED;
     pthread_mutex_lock(&g_abandon_lock);
+    ss->state = HK_SS_ABANDONED;
+    ss->prev = NULL;
     ss->next = g_abandoned;
-    g_abandoned = ss;
+    if (g_abandoned)
+        g_abandoned->prev = ss;
+    __atomic_store_n(&g_abandoned, ss, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&g_abandon_lock);
 }
 
@@ -256,26 +276,77 @@ hk_superslab_t *superslab_adopt(void)
         return NULL;
     pthread_mutex_lock(&g_abandon_lock);
     hk_superslab_t *ss = g_abandoned;
-    if (ss)
-        g_abandoned = ss->next;
-    pthread_mutex_unlock(&g_abandon_lock);
     if (ss) {
-        ss->next = NULL;
+        abandoned_unlink(ss);
         ss->state = HK_SS_ACTIVE;
     }
+    pthread_mutex_unlock(&g_abandon_lock);
     return ss;
+}
+
+bool superslab_adopt_this(hk_superslab_t *ss)
+{
+    pthread_mutex_lock(&g_abandon_lock);
+    bool ok = ss->state == HK_SS_ABANDONED;
+    if (ok) {
+        abandoned_unlink(ss);
+        ss->state = HK_SS_ACTIVE;
+    }
+    pthread_mutex_unlock(&g_abandon_lock);
+    return ok;
+}
+
+void superslab_reclaim_abandoned(bool (*collect)(hk_superslab_t *ss))
+{
+    pthread_mutex_lock(&g_abandon_lock);
+    hk_superslab_t *ss = g_abandoned;
+    while (ss) {
+        hk_superslab_t *next = ss->next;
+        if (collect(ss)) {
+            abandoned_unlink(ss);
+            ss->state = HK_SS_ACTIVE; /* superslab_free() takes it from here */
+            superslab_free(ss);
+        }
+        ss = next;
+    }
+    pthread_mutex_unlock(&g_abandon_lock);
+}
+
+static int64_t ss_committed(const hk_superslab_t *ss)
+{
+    return (int64_t)HK_SS_SIZE - (int64_t)ss->decommitted_slabs * (int64_t)HK_SLAB_SIZE;
+}
+
+void superslab_count_one(const hk_superslab_t *ss, hk_ss_count_t *c)
+{
+    c->live++;
+    c->committed += ss_committed(ss);
+}
+
+void superslab_count_lists(hk_ss_count_t *c)
+{
+    for (hk_superslab_t *ss = g_abandoned; ss; ss = ss->next)
+        superslab_count_one(ss, c);
+    for (hk_superslab_t *ss = g_cache; ss; ss = ss->next) {
+        c->cached++;
+        c->committed += ss_committed(ss);
+    }
+    for (hk_superslab_t *ss = g_decommitted; ss; ss = ss->next) {
+        c->decommitted++;
+        c->committed += (int64_t)HK_SLAB_SIZE; /* the header slab stays */
+    }
 }
 
 void superslab_fork_prepare(void)
 {
-    pthread_mutex_lock(&g_cache_lock);
     pthread_mutex_lock(&g_abandon_lock);
+    pthread_mutex_lock(&g_cache_lock);
 }
 
 void superslab_fork_parent(void)
 {
-    pthread_mutex_unlock(&g_abandon_lock);
     pthread_mutex_unlock(&g_cache_lock);
+    pthread_mutex_unlock(&g_abandon_lock);
 }
 
 void superslab_fork_child(void)

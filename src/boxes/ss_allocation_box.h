@@ -44,7 +44,7 @@ typedef struct hk_slab {
     uint16_t capacity;      /* blocks that fit */
     uint16_t reserved;      /* blocks carved so far (carving is lazy) */
     uint8_t cls;
-    uint8_t pad_full;
+    uint8_t parked;         /* owner (under the heap lock): off the class list, full */
     uint8_t index;          /* position in the superslab */
     uint8_t decommitted;    /* LEAN: unused and its pages given back */
     struct hk_slab *next, *prev; /* owner: class list */
@@ -99,9 +99,28 @@ int superslab_prewarm_one(void);
 
 /* Abandoned superslabs: pushed by an exiting thread, adopted by any heap. */
 void superslab_abandon(hk_superslab_t *ss);
+/* Take the first abandoned superslab off the list (NULL: none). */
 hk_superslab_t *superslab_adopt(void);
+/* Take this superslab off the abandoned list; false if it is not on it
+ * (another thread adopted it first). */
+bool superslab_adopt_this(hk_superslab_t *ss);
+/* malloc_trim: call collect(ss) on every abandoned superslab while holding
+ * the list's lock (so nobody adopts it meanwhile); those it reports empty
+ * go to superslab_free(). */
+void superslab_reclaim_abandoned(bool (*collect)(hk_superslab_t *ss));
 
-/* Fork: hold the box's locks across fork() so the child finds them free. */
+/* Debug recount of the gauges (every lock held, as for fork). */
+typedef struct hk_ss_count {
+    int64_t live, cached, decommitted, committed;
+} hk_ss_count_t;
+/* Count one superslab in use (owned or abandoned). */
+void superslab_count_one(const hk_superslab_t *ss, hk_ss_count_t *c);
+/* Count the abandoned list, the cache and the decommitted ranges. */
+void superslab_count_lists(hk_ss_count_t *c);
+
+/* Fork: hold the box's locks across fork() so the child finds them free.
+ * Order: the abandoned list's lock, then the cache's (a superslab taken off
+ * the abandoned list may go to superslab_free()). */
 void superslab_fork_prepare(void);
 void superslab_fork_parent(void);
 void superslab_fork_child(void);

@@ -11,6 +11,7 @@
 #include "superslab_stats.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <sys/auxv.h>
 #include <time.h>
@@ -25,26 +26,66 @@ static void thread_exit_hook(void *arg)
     hk_heap_thread_done((hk_heap_t *)arg);
 }
 
+/* Lock order, everywhere: the heap pool and heap locks, the abandoned
+ * list, the superslab cache, the large-block table. fork() holds them all. */
 static void fork_prepare(void)
 {
-    hk_large_fork_prepare();
-    superslab_fork_prepare();
+    /* An init in progress on another thread would stay "in progress"
+     * forever in the child: let it finish first. */
+    while (atomic_load_explicit(&g_init_state, memory_order_acquire) == 1)
+        sched_yield();
     hk_heap_fork_prepare();
+    superslab_fork_prepare();
+    hk_large_fork_prepare();
 }
 
 static void fork_parent(void)
 {
-    hk_heap_fork_parent();
-    superslab_fork_parent();
     hk_large_fork_parent();
+    superslab_fork_parent();
+    hk_heap_fork_parent();
 }
 
 static void fork_child(void)
 {
-    hk_heap_fork_child();
-    superslab_fork_child();
     hk_large_fork_child();
+    superslab_fork_child();
+    hk_heap_fork_child();
 }
+
+void hk_check_gauges(void)
+{
+    if (!config_debug)
+        return;
+    /* Every lock, as for fork: nothing moves while we count. */
+    fork_prepare();
+    hk_ss_count_t c = {0};
+    hk_heap_count_superslabs(&c);
+    superslab_count_lists(&c);
+    hk_large_count_t lc = {0};
+    hk_large_count(&lc);
+    int64_t g[6] = {HK_GAUGE_GET(ss_live),          HK_GAUGE_GET(ss_cached),  HK_GAUGE_GET(ss_decommitted),
+                    HK_GAUGE_GET(bytes_committed), HK_GAUGE_GET(large_live), HK_GAUGE_GET(large_cached_bytes)};
+    int64_t r[6] = {c.live, c.cached, c.decommitted, c.committed + lc.committed, lc.live, lc.cached_bytes};
+    static const char *const names[6] = {"ss_live",         "ss_cached",  "ss_decommitted",
+                                         "bytes_committed", "large_live", "large_cached_bytes"};
+    fork_parent();
+    for (int i = 0; i < 6; i++) {
+        if (g[i] == r[i])
+            continue;
+        hk_msg_t m = {.len = 0};
+        hk_msg_str(&m, "hakmem: error: gauge ");
+        hk_msg_str(&m, names[i]);
+        hk_msg_str(&m, " is ");
+        hk_msg_u64(&m, (uint64_t)g[i]);
+        hk_msg_str(&m, " but a recount finds ");
+        hk_msg_u64(&m, (uint64_t)r[i]);
+        hk_msg_flush(&m);
+        abort();
+    }
+}
+
+size_t hk_release_cached(void) { return hk_large_trim() + superslab_trim(); }
 
 static uintptr_t make_cookie(void)
 {
@@ -115,4 +156,6 @@ __attribute__((constructor(101))) static void hakmem_load(void)
 __attribute__((destructor)) static void hakmem_unload(void)
 {
     hk_stats_at_exit();
+    if (atomic_load_explicit(&g_init_state, memory_order_acquire) == 2)
+        hk_check_gauges();
 }

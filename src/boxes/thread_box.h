@@ -7,6 +7,8 @@
 #ifndef HAKMEM_THREAD_BOX_H
 #define HAKMEM_THREAD_BOX_H
 
+#include <stddef.h>
+
 struct hk_heap;
 
 /* Initialise the process state once (any thread, any time, reentrant-safe).
@@ -14,5 +16,13 @@ struct hk_heap;
 int hk_global_init(void);
 /* Arrange for hk_heap_thread_done(h) when the calling thread exits. */
 void hk_thread_register_exit(struct hk_heap *h);
+/* Debug build: recount the gauges (superslabs live, cached, decommitted,
+ * committed bytes, large blocks) from every box's own lists under every
+ * lock, and abort with one line if one disagrees. No-op elsewhere. Runs at
+ * malloc_trim and at exit. */
+void hk_check_gauges(void);
+/* Memory ran out: give back every cached range (large blocks, empty and
+ * decommitted superslabs) so that a retry can map. Returns bytes released. */
+size_t hk_release_cached(void);
 
 #endif

@@ -31,9 +31,9 @@ fail=0
 H() { "$PYTHON3" "$harness" --builddir "$builddir" --srcdir "$srcdir" "$@"; }
 
 # 1. Every workload, every hakmem variant (the default set in tiny mode).
-if H run --mode tiny --workloads random_mixed,burst,prodcons,churn,realloc,large,soak \
+if H run --mode tiny --workloads random_mixed,burst,prodcons,churn,server,realloc,large,soak \
        --no-strace --no-trace --no-plots --out "$tmp/ok" >"$tmp/ok.md" 2>"$tmp/ok.err"; then
-    for wl in random_mixed burst prodcons churn realloc large soak; do
+    for wl in random_mixed burst prodcons churn server realloc large soak; do
         grep -q "^## $wl " "$tmp/ok.md" || { echo "FAIL: no $wl section"; fail=1; }
     done
     if grep -q FAIL "$tmp/ok.md"; then echo "FAIL: a run failed"; fail=1; fi

@@ -71,6 +71,14 @@ WORKLOADS = {
         "quick": ["{threads}", "1000000", "4096"],
         "full": ["{threads}", "4000000", "4096"],
     }),
+    # Threads retired and replaced every round, objects freed by other
+    # threads (live and dead). quick and full have the same shape (10000
+    # steps per thread per round); full runs twice as many rounds.
+    "server": ("bench_server", {
+        "tiny": ["{threads}", "4000", "128", "4"],
+        "quick": ["{threads}", "4000000", "8000", "400"],
+        "full": ["{threads}", "8000000", "8000", "800"],
+    }),
     "realloc": ("bench_realloc", {
         "tiny": ["20000", "32", "128"],
         "quick": ["1000000", "256", "1024"],
@@ -87,7 +95,8 @@ WORKLOADS = {
         "full": ["{seconds}", "{warmup}", "1000", "16384"],
     }),
 }
-RUN_WORKLOADS = ["random_mixed", "burst", "loop", "prodcons", "churn", "realloc", "large"]
+RUN_WORKLOADS = ["random_mixed", "burst", "loop", "prodcons", "churn", "server", "realloc",
+                 "large"]
 REPS = {"tiny": 1, "quick": 7, "full": 9}
 TIMEOUT = {"tiny": 60, "quick": 300, "full": 600}
 MEM_SYSCALLS = ["mmap", "munmap", "madvise", "mremap", "brk"]
@@ -515,6 +524,18 @@ def targets_report(res, names):
                 ratio(m(wl, H, "throughput"), m(wl, M, "throughput")), lambda v: v >= 1.0)
             add("%s: hakmem/mimalloc peak RSS <= 1.25" % wl,
                 ratio(m(wl, H, "peak_rss_kib"), m(wl, M, "peak_rss_kib")), lambda v: v <= 1.25)
+    if M in names:
+        # The server workload's targets hold for FAST and for LEAN in each
+        # of its decommit modes.
+        for a in (H, "hakmem-lean-free", "hakmem-lean-dontneed", "hakmem-lean-nodecommit"):
+            if a not in names:
+                continue
+            add("server: %s/mimalloc throughput >= 1.0" % a,
+                ratio(m("server", a, "throughput"), m("server", M, "throughput")),
+                lambda v: v >= 1.0)
+            add("server: %s/mimalloc peak RSS <= 1.25" % a,
+                ratio(m("server", a, "peak_rss_kib"), m("server", M, "peak_rss_kib")),
+                lambda v: v <= 1.25)
     for lean in ("hakmem-lean-free", "hakmem-lean-dontneed"):
         if lean not in names:
             continue

@@ -120,7 +120,7 @@ void *hk_realloc_impl(void *p, size_t size)
             /* Not a block start, or a free block: handing it back in place
              * would let the caller's writes overwrite the free list. */
             if (old)
-                hk_report_misuse("realloc of a freed block", p, "block is already free");
+                hk_report_misuse("realloc after free", p, "block is already free");
             else
                 hk_free_misuse(p, HK_MISUSE_INVALID);
             errno = ENOMEM;

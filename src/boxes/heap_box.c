@@ -25,7 +25,7 @@ hk_heap_t g_hk_heap_empty = {.cur = HK_CUR_EMPTY};
 hk_heap_t g_hk_heap_exited = {.cur = HK_CUR_EMPTY};
 /* The heap of threads whose own heap is gone (g_hk_heap_exited): no thread
  * has it as hk_tls_heap, so it is only ever used under its lock. */
-static hk_heap_t g_shared_heap = {.cur = HK_CUR_EMPTY, .alive = 1, .lock = PTHREAD_MUTEX_INITIALIZER};
+static hk_heap_t g_shared_heap = {.cur = HK_CUR_EMPTY, .alive = 1};
 #undef HK_E8
 #undef HK_E1
 
@@ -71,7 +71,7 @@ static hk_heap_t *heap_struct_alloc(void)
             h = (hk_heap_t *)g_heap_chunk;
             g_heap_chunk += sz;
             g_heap_chunk_left -= sz;
-            pthread_mutex_init(&h->lock, NULL);
+            atomic_store_explicit(&h->lock, 0, memory_order_relaxed);
             h->all_next = atomic_load_explicit(&g_heap_all, memory_order_relaxed);
             atomic_store_explicit(&g_heap_all, h, memory_order_release);
         }
@@ -107,8 +107,29 @@ static void heap_reset(hk_heap_t *h)
 /* The lock is taken by the owner in its slow paths and by helpers; a
  * foreign holder says so in h->foreign, so that the drain below keeps its
  * hands off the class lists. */
-static void heap_lock(hk_heap_t *h) { pthread_mutex_lock(&h->lock); }
-static void heap_unlock(hk_heap_t *h) { pthread_mutex_unlock(&h->lock); }
+static HK_NOINLINE void heap_lock_wait(hk_heap_t *h)
+{
+    for (unsigned i = 0;; i++) {
+        if (!atomic_load_explicit(&h->lock, memory_order_relaxed) &&
+            !atomic_exchange_explicit(&h->lock, 1, memory_order_acquire))
+            return;
+        if (i < 100)
+            cpu_relax();
+        else
+            sched_yield(); /* the holder may be descheduled, or in a syscall */
+    }
+}
+static inline void heap_lock(hk_heap_t *h)
+{
+    if (HK_UNLIKELY(atomic_exchange_explicit(&h->lock, 1, memory_order_acquire)))
+        heap_lock_wait(h);
+}
+static inline bool heap_trylock(hk_heap_t *h)
+{
+    return !atomic_load_explicit(&h->lock, memory_order_relaxed) &&
+           !atomic_exchange_explicit(&h->lock, 1, memory_order_acquire);
+}
+static inline void heap_unlock(hk_heap_t *h) { atomic_store_explicit(&h->lock, 0, memory_order_release); }
 
 /* ------------------------------------------------------------------------ */
 /* Fork. A remote free that moved a slab to NOTIFYING finishes its
@@ -162,7 +183,7 @@ void hk_heap_fork_child(void)
     atomic_store(&g_notifiers, 0);
     atomic_store(&g_fork_pending, 0);
     for (hk_heap_t *h = atomic_load(&g_heap_all); h; h = h->all_next)
-        pthread_mutex_init(&h->lock, NULL);
+        atomic_store_explicit(&h->lock, 0, memory_order_relaxed);
     pthread_mutex_init(&g_heap_pool_lock, NULL);
 }
 
@@ -533,7 +554,7 @@ static void heap_sweep_others(hk_heap_t *self)
     for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next) {
         if (h == self || !__atomic_load_n(&h->pending_since_ms, __ATOMIC_RELAXED))
             continue;
-        if (pthread_mutex_trylock(&h->lock) != 0)
+        if (!heap_trylock(h))
             continue;
         if (h->alive) {
             h->foreign = heap_has_owner(h);
@@ -861,7 +882,7 @@ void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab, hk_block_t *b)
 /* Do an owner's work for it (trylock: never wait for a busy owner). */
 static void heap_help(hk_heap_t *h)
 {
-    if (pthread_mutex_trylock(&h->lock) != 0)
+    if (!heap_trylock(h))
         return;
     if (h->alive) {
         h->foreign = heap_has_owner(h);

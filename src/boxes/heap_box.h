@@ -33,15 +33,14 @@
 #include "size_class_box.h"
 #include "ss_allocation_box.h"
 
-#include <pthread.h>
-
 typedef struct hk_heap {
     hk_slab_t *cur[HK_NUM_CLASSES];     /* class list heads; &g_hk_slab_empty if none */
     _Atomic(hk_slab_t *) remote_slabs;  /* slabs that got remote frees while parked full */
     _Atomic uint32_t notified;          /* pushes onto remote_slabs since the last drain */
     uint32_t alive;                     /* a thread (or the shared heap) uses it */
-    /* Below: guarded by lock. */
-    pthread_mutex_t lock;
+    /* Below: guarded by lock (a spin-then-yield lock: it is taken on every
+     * slow path, almost never contended, and held briefly). */
+    _Atomic int lock;
     hk_superslab_t *ss_list;            /* owned superslabs, those with unused slabs first */
     uint32_t ss_count;
     uint32_t empty_ss;                  /* owned superslabs with no slab in use */
@@ -63,8 +62,10 @@ extern HK_HIDDEN __thread hk_heap_t *hk_tls_heap;
 extern HK_HIDDEN uintptr_t g_hk_cookie;     /* per-process secret: the tag of a free block */
 
 /* slab->used is the owner's counter; a helper holding the heap lock reads
- * and writes it on parked slabs only. Relaxed atomics say so (and compile
- * to plain moves). */
+ * and writes it on parked slabs only. The owner's free fast path reads it
+ * before it knows whether the slab is parked: relaxed atomics say so (and
+ * compile to plain moves). Writes to a slab known not to be parked stay
+ * plain. */
 HK_INLINE int32_t hk_slab_used(const hk_slab_t *s) { return __atomic_load_n(&s->used, __ATOMIC_RELAXED); }
 HK_INLINE void hk_slab_used_set(hk_slab_t *s, int32_t v) { __atomic_store_n(&s->used, v, __ATOMIC_RELAXED); }
 
@@ -92,7 +93,7 @@ HK_INLINE void *hk_small_alloc(unsigned cls)
     if (HK_UNLIKELY(!b))
         return hk_heap_alloc_slow(heap, cls);
     slab->free = b->next;
-    hk_slab_used_set(slab, hk_slab_used(slab) + 1);
+    slab->used++; /* the head of a class list is never parked: no helper touches it */
     b->tag = 0; /* a live block never carries the free tag */
     if (config_debug)
         hk_debug_junk_check(b, slab->block_size);
@@ -154,7 +155,7 @@ HK_INLINE void hk_small_free(void *p)
          * class reuses the block while it is still in cache. */
         b->next = slab->free;
         slab->free = b;
-        hk_slab_used_set(slab, used - 1);
+        slab->used = used - 1;
         return;
     }
     hk_heap_free_remote(b, owner);

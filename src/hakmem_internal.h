@@ -43,11 +43,15 @@
 
 static inline uintptr_t hk_align_up(uintptr_t x, uintptr_t a) { return (x + a - 1) & ~(a - 1); }
 
-/* A free block: the free-list link, and a tag marking it free
- * (tag == g_hk_cookie ^ address) so a second free of it is recognised. */
+/* A free block: its free-list link and its free tag, both derived from a
+ * per-process secret and the block's own address (heap_box.h:
+ * hk_block_secret): the link is stored as next ^ secret, the tag is the
+ * secret. A freed block read back reveals neither the secret nor another
+ * block's tag; a link overwritten after free decodes to garbage, which is
+ * caught before it is followed (heap_box.h: hk_link_next). */
 typedef struct hk_block {
-    struct hk_block *next;
-    uintptr_t tag;
+    uintptr_t link; /* encoded: next ^ hk_block_secret(this) */
+    uintptr_t tag;  /* hk_block_secret(this) while free; 0 while live */
 } hk_block_t;
 
 #endif /* HAKMEM_INTERNAL_H */

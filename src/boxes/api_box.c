@@ -116,7 +116,7 @@ void *hk_realloc_impl(void *p, size_t size)
     size_t old;
     if (kind == HK_REG_SUPERSLAB) {
         old = hk_small_usable(p);
-        if (!old || ((hk_block_t *)p)->tag == g_hk_cookie) {
+        if (!old || ((hk_block_t *)p)->tag == hk_block_secret(p)) {
             /* Not a block start, or a free block: handing it back in place
              * would let the caller's writes overwrite the free list. */
             if (old)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -30,7 +31,7 @@ static hk_heap_t g_shared_heap = {.cur = HK_CUR_EMPTY, .alive = 1};
 #undef HK_E1
 
 __thread hk_heap_t *hk_tls_heap = &g_hk_heap_empty;
-uintptr_t g_hk_cookie;
+uintptr_t g_hk_key[2];
 
 /* Blocks carved per refill: about a page's worth, so a slab is made
  * resident gradually rather than 64 KiB at once. */
@@ -311,11 +312,12 @@ static void slab_absorb_remote(hk_slab_t *s, hk_block_t *list)
     hk_block_t *tail = list;
     for (;;) {
         n++;
-        if (!tail->next)
+        hk_block_t *nx = hk_link_next(tail, hk_block_secret(tail));
+        if (!nx)
             break;
-        tail = tail->next;
+        tail = nx;
     }
-    tail->next = s->free;
+    tail->link = hk_link_encode(tail, hk_block_secret(tail), s->free);
     s->free = list;
     hk_slab_used_set(s, hk_slab_used(s) - n); /* keeps HK_USED_PARKED */
 }
@@ -335,6 +337,7 @@ void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner)
     if (HK_UNLIKELY(owner == NULL) && heap_adopt_on_free(ss, b))
         return;
     hk_slab_t *slab = hk_slab_of(ss, (uintptr_t)b);
+    uintptr_t t = b->tag; /* hk_block_secret(b): the fast path just set it */
     uintptr_t old = atomic_load_explicit(&slab->thread_free, memory_order_relaxed);
     bool gated = false;
     for (;;) {
@@ -346,7 +349,7 @@ void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner)
             old = atomic_load_explicit(&slab->thread_free, memory_order_relaxed);
             continue;
         }
-        b->next = HK_TF_LIST(old);
+        b->link = hk_link_encode(b, t, HK_TF_LIST(old));
         uintptr_t nw = (uintptr_t)b | (st == HK_TF_FULL ? HK_TF_NOTIFYING : st);
         if (atomic_compare_exchange_weak_explicit(&slab->thread_free, &old, nw, memory_order_release,
                                                   memory_order_relaxed))
@@ -645,16 +648,17 @@ static bool slab_carve(hk_slab_t *s, hk_superslab_t *ss)
     if (n > left)
         n = left;
     uint8_t *start = hk_slab_base(ss, s) + (size_t)s->reserved * s->block_size;
-    uintptr_t tag = g_hk_cookie;
     hk_block_t *b = (hk_block_t *)start;
     for (uint32_t i = 1; i < n; i++) {
         hk_block_t *nx = (hk_block_t *)(start + (size_t)i * s->block_size);
-        b->next = nx;
-        b->tag = tag;
+        uintptr_t t = hk_block_secret(b);
+        b->link = hk_link_encode(b, t, nx);
+        b->tag = t;
         b = nx;
     }
-    b->next = s->free;
-    b->tag = tag;
+    uintptr_t t = hk_block_secret(b);
+    b->link = hk_link_encode(b, t, s->free);
+    b->tag = t;
     s->free = (hk_block_t *)start;
     if (config_debug) {
         for (uint32_t i = 0; i < n; i++)
@@ -806,7 +810,7 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
         hk_superslab_t *ss = hk_ss_of(s);
         if (s->free || slab_refill(s, ss)) {
             hk_block_t *b = s->free;
-            s->free = b->next;
+            s->free = hk_link_next(b, hk_block_secret(b));
             hk_slab_used_set(s, hk_slab_used(s) + 1);
             HK_ASSERT(hk_slab_used(s) <= (int32_t)s->capacity);
             b->tag = 0;
@@ -856,7 +860,7 @@ static void slab_free_locked(hk_heap_t *h, hk_slab_t *slab, hk_block_t *b)
         hk_free_misuse(b, HK_MISUSE_DOUBLE);
         return;
     }
-    b->next = slab->free;
+    b->link = hk_link_encode(b, b->tag, slab->free);
     slab->free = b;
     hk_slab_used_set(slab, used - 1);
     if (slab->parked)
@@ -1009,6 +1013,18 @@ void hk_free_misuse(void *p, int kind)
     else
         hk_report_misuse("invalid free", p, "not the start of a block hakmem handed out");
     errno = saved;
+}
+
+void hk_free_list_corrupt(const void *block, uintptr_t decoded)
+{
+    hk_msg_t m = {.len = 0};
+    hk_msg_str(&m, "hakmem: error: corrupted free list at ");
+    hk_msg_hex(&m, (uintptr_t)block);
+    hk_msg_str(&m, " (link decodes to ");
+    hk_msg_hex(&m, decoded);
+    hk_msg_str(&m, ": a freed block was written to)");
+    hk_msg_flush(&m);
+    abort();
 }
 
 void hk_debug_junk_fill(hk_block_t *b, size_t block_size)

@@ -59,7 +59,36 @@ extern HK_HIDDEN hk_heap_t g_hk_heap_empty;  /* every thread starts here: all li
 extern HK_HIDDEN hk_heap_t g_hk_heap_exited;
 extern HK_HIDDEN hk_slab_t g_hk_slab_empty; /* sentinel slab: no free blocks */
 extern HK_HIDDEN __thread hk_heap_t *hk_tls_heap;
-extern HK_HIDDEN uintptr_t g_hk_cookie;     /* per-process secret: the tag of a free block */
+/* Per-process secrets (random at init): key[0] is xored into a block's
+ * address, key[1] (odd) multiplies the result. */
+extern HK_HIDDEN uintptr_t g_hk_key[2];
+
+/* The secret of one block: its free tag, and the mask of its link. One
+ * multiply: a leaked (address, secret) pair does not give the keys, so it
+ * lets nobody forge the tag or link of another block. Never 0 (key[0] has
+ * low bits set, block addresses are 16-aligned, key[1] is odd), so a live
+ * block's cleared tag never reads as free. */
+HK_INLINE uintptr_t hk_block_secret(const void *b) { return ((uintptr_t)b ^ g_hk_key[0]) * g_hk_key[1]; }
+
+/* A free list's link found corrupted (written after free, or by an
+ * overflow): one line, then abort: continuing would hand out memory an
+ * attacker chose. */
+__attribute__((noreturn)) void hk_free_list_corrupt(const void *block, uintptr_t decoded);
+
+/* Follow the link of free block b, whose secret is t: the next block, or
+ * NULL. b must carry its tag, and the next block must lie in b's slab (a
+ * block there that is not free is caught by its tag when it is popped in
+ * turn). One compare each; the end of a list takes the unlikely branch. */
+HK_INLINE hk_block_t *hk_link_next(const hk_block_t *b, uintptr_t t)
+{
+    uintptr_t nx = b->link ^ t;
+    if (HK_UNLIKELY(((nx ^ (uintptr_t)b) >> HK_SLAB_SHIFT) != 0 || b->tag != t)) {
+        if (nx != 0 || b->tag != t)
+            hk_free_list_corrupt(b, nx);
+    }
+    return (hk_block_t *)nx;
+}
+HK_INLINE uintptr_t hk_link_encode(const hk_block_t *b, uintptr_t t, const hk_block_t *next) { return (uintptr_t)next ^ t; }
 
 /* slab->used is the owner's counter; a helper holding the heap lock reads
  * and writes it on parked slabs only. The owner's free fast path reads it
@@ -92,7 +121,7 @@ HK_INLINE void *hk_small_alloc(unsigned cls)
     hk_block_t *b = slab->free;
     if (HK_UNLIKELY(!b))
         return hk_heap_alloc_slow(heap, cls);
-    slab->free = b->next;
+    slab->free = hk_link_next(b, hk_block_secret(b));
     slab->used++; /* the head of a class list is never parked: no helper touches it */
     b->tag = 0; /* a live block never carries the free tag */
     if (config_debug)
@@ -130,7 +159,7 @@ HK_INLINE void hk_small_free(void *p)
         return;
     }
     hk_block_t *b = (hk_block_t *)p;
-    uintptr_t tag = g_hk_cookie;
+    uintptr_t tag = hk_block_secret(b);
     if (HK_UNLIKELY(b->tag == tag)) {
         hk_free_misuse(p, HK_MISUSE_DOUBLE);
         return;
@@ -153,7 +182,7 @@ HK_INLINE void hk_small_free(void *p)
         }
         /* Straight back onto the allocation list: the next malloc of this
          * class reuses the block while it is still in cache. */
-        b->next = slab->free;
+        b->link = hk_link_encode(b, tag, slab->free);
         slab->free = b;
         slab->used = used - 1;
         return;

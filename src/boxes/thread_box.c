@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <sched.h>
 #include <sys/auxv.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,19 +88,24 @@ void hk_check_gauges(void)
 
 size_t hk_release_cached(void) { return hk_large_trim() + superslab_trim(); }
 
-static uintptr_t make_cookie(void)
+/* The free-list secrets: from the kernel's random source (no heap, no
+ * file); should that fail, from AT_RANDOM and the clock, mixed. */
+static void make_secrets(uintptr_t key[2])
 {
-    uintptr_t c = 0;
-    const uint8_t *rnd = (const uint8_t *)getauxval(AT_RANDOM);
-    if (rnd) {
-        for (int i = 0; i < 8; i++)
-            c = (c << 8) | rnd[8 + i];
+    if (getrandom(key, 2 * sizeof key[0], GRND_NONBLOCK) != (ssize_t)(2 * sizeof key[0])) {
+        uintptr_t c = 0;
+        const uint8_t *rnd = (const uint8_t *)getauxval(AT_RANDOM);
+        for (int i = 0; rnd && i < 8; i++)
+            c = (c << 8) | (uintptr_t)(rnd[i] ^ rnd[15 - i]);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        c ^= (uintptr_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uintptr_t)&g_init_state;
+        key[0] = c;
+        key[1] = (c ^ (uintptr_t)ts.tv_sec) * 0xBF58476D1CE4E5B9ull;
+        key[1] ^= key[1] >> 31;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    c ^= (uintptr_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull;
-    c ^= (uintptr_t)&g_init_state;
-    return c | 1; /* never 0: a zeroed block must not look free */
+    key[0] |= 0xF; /* low bits set: (address ^ key[0]) is never 0 */
+    key[1] |= 1;   /* odd: the multiply loses nothing */
 }
 
 int hk_global_init(void)
@@ -113,7 +119,7 @@ int hk_global_init(void)
         static bool once_done;
         if (!once_done) {
             hk_env_init();
-            g_hk_cookie = make_cookie();
+            make_secrets(g_hk_key);
             if (pthread_key_create(&g_exit_key, thread_exit_hook) != 0)
                 hk_fatal("cannot create the thread-exit key");
             pthread_atfork(fork_prepare, fork_parent, fork_child);

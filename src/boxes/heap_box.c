@@ -540,19 +540,29 @@ static void heap_flush_pending(hk_heap_t *h, bool force)
             slab_flush_pending_decommit(ss);
 }
 
-/* LEAN, from any thread's slow path, at most every settle interval: flush
- * the due decommits of other heaps whose lock is free (an owner that went
- * idle right after freeing). */
+/* From any thread's slow path (every 64th of a thread), at most every
+ * settle interval for the whole process: work nobody else would do soon.
+ * LEAN: flush the due decommits of other heaps whose lock is free (an
+ * owner that went idle right after freeing). Every build: collect what was
+ * freed into a few abandoned superslabs, and give back those now empty
+ * (a thread without a heap of its own freed an exited thread's blocks). */
+#define HK_SWEEP_EVERY 64
+#define HK_SWEEP_ABANDONED 8
 static _Atomic uint32_t g_next_sweep_ms;
+static __thread uint32_t hk_tls_slow_calls;
+static bool ss_collect_orphan(hk_superslab_t *ss);
 
-static void heap_sweep_others(hk_heap_t *self)
+static void heap_sweep(hk_heap_t *self)
 {
-    if (!config_lean)
+    if (++hk_tls_slow_calls % HK_SWEEP_EVERY != 0)
         return;
     uint32_t now = (uint32_t)hk_now_ms();
     uint32_t next = atomic_load_explicit(&g_next_sweep_ms, memory_order_relaxed);
     if ((int32_t)(now - next) < 0 ||
         !atomic_compare_exchange_strong(&g_next_sweep_ms, &next, now + HK_DECOMMIT_SETTLE_MS))
+        return;
+    superslab_reclaim_abandoned(ss_collect_orphan, HK_SWEEP_ABANDONED, false);
+    if (!config_lean)
         return;
     for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next) {
         if (h == self || !__atomic_load_n(&h->pending_since_ms, __ATOMIC_RELAXED))
@@ -844,7 +854,7 @@ void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls)
         p = heap_alloc_locked(heap, cls);
         heap_unlock(heap);
     }
-    heap_sweep_others(heap);
+    heap_sweep(heap);
     if (!p)
         errno = ENOMEM;
     return p;
@@ -933,7 +943,7 @@ size_t hk_heap_trim_all(void)
         }
         heap_unlock(h);
     }
-    superslab_reclaim_abandoned(ss_collect_orphan);
+    superslab_reclaim_abandoned(ss_collect_orphan, UINT32_MAX, true);
     int64_t after = HK_GAUGE_GET(bytes_committed);
     return before > after ? (size_t)(before - after) : 0;
 }

@@ -296,18 +296,40 @@ bool superslab_adopt_this(hk_superslab_t *ss)
     return ok;
 }
 
-void superslab_reclaim_abandoned(bool (*collect)(hk_superslab_t *ss))
+void superslab_reclaim_abandoned(bool (*collect)(hk_superslab_t *ss), unsigned max, bool wait)
 {
-    pthread_mutex_lock(&g_abandon_lock);
-    hk_superslab_t *ss = g_abandoned;
-    while (ss) {
-        hk_superslab_t *next = ss->next;
+    if (!__atomic_load_n(&g_abandoned, __ATOMIC_RELAXED))
+        return;
+    if (wait)
+        pthread_mutex_lock(&g_abandon_lock);
+    else if (pthread_mutex_trylock(&g_abandon_lock) != 0)
+        return;
+    hk_superslab_t *kept = NULL, *kept_tail = NULL;
+    for (unsigned n = 0; g_abandoned && n < max; n++) {
+        hk_superslab_t *ss = g_abandoned;
+        abandoned_unlink(ss);
         if (collect(ss)) {
-            abandoned_unlink(ss);
             ss->state = HK_SS_ACTIVE; /* superslab_free() takes it from here */
             superslab_free(ss);
+            continue;
         }
-        ss = next;
+        ss->prev = kept_tail; /* still abandoned: to the back, in order */
+        if (kept_tail)
+            kept_tail->next = ss;
+        else
+            kept = ss;
+        kept_tail = ss;
+    }
+    if (kept) {
+        hk_superslab_t *t = g_abandoned;
+        if (!t) {
+            g_abandoned = kept;
+        } else {
+            while (t->next)
+                t = t->next;
+            t->next = kept;
+            kept->prev = t;
+        }
     }
     pthread_mutex_unlock(&g_abandon_lock);
 }

@@ -104,10 +104,11 @@ hk_superslab_t *superslab_adopt(void);
 /* Take this superslab off the abandoned list; false if it is not on it
  * (another thread adopted it first). */
 bool superslab_adopt_this(hk_superslab_t *ss);
-/* malloc_trim: call collect(ss) on every abandoned superslab while holding
- * the list's lock (so nobody adopts it meanwhile); those it reports empty
- * go to superslab_free(). */
-void superslab_reclaim_abandoned(bool (*collect)(hk_superslab_t *ss));
+/* Call collect(ss) on abandoned superslabs while holding the list's lock
+ * (so nobody adopts one meanwhile); those it reports empty go to
+ * superslab_free(), the others to the back of the list. max: how many to
+ * look at (malloc_trim: all; a sweep: a few, and only if the lock is free). */
+void superslab_reclaim_abandoned(bool (*collect)(hk_superslab_t *ss), unsigned max, bool wait);
 
 /* Debug recount of the gauges (every lock held, as for fork). */
 typedef struct hk_ss_count {

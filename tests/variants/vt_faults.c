@@ -506,7 +506,9 @@ START_TEST(test_fault_madvise)
     struct vt_result *r = malloc(sizeof *r);
     vt_spawn(VT_DEBUG, "fault_madvise", env, 60, r);
     vt_assert_r(r, vt_exited_ok(r), "a madvise fault: fall back, data intact");
-    vt_assert_r(r, !strstr(r->err, "hakmem: error"), "no error message");
+    /* A failing madvise is handled, not reported: the library prints
+     * nothing unless asked, and the scenario writes to stdout only. */
+    vt_assert_r(r, r->err_len == 0, "stderr should be empty");
     vt_assert_r(r, vt_num(r, "stats_built_in", NULL) == counters, "stats_built_in differs between runs");
     if (counters) {
         long long d1 = vt_num(r, "r1_lean_decommit", NULL), d3 = vt_num(r, "r3_lean_decommit", NULL);

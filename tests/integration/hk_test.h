@@ -157,6 +157,63 @@ static int hk_stats(struct hakmem_stats *st)
     return get ? get(st, sizeof *st) : -1;
 }
 
+/* LEAN's budget in bytes as the column set it (HAKMEM_SS_MEM_LEAN_TARGET_MB,
+ * default 10 MiB); meaningful only while LEAN is active. */
+__attribute__((unused))
+static size_t hk_lean_budget_bytes(void)
+{
+    const char *e = getenv("HAKMEM_SS_MEM_LEAN_TARGET_MB");
+    long mb = (e && *e) ? atol(e) : 10;
+    return mb > 0 ? (size_t)mb << 20 : 0;
+}
+
+/* The gauges a program's end state is judged by, on one line. */
+__attribute__((unused))
+static int hk_gauges_str(const struct hakmem_stats *s, char *buf, size_t n)
+{
+    return snprintf(buf, n,
+                    "ss_live=%llu ss_cached=%llu ss_decommitted=%llu large_live=%llu "
+                    "large_cached_bytes=%llu bytes_committed=%llu bytes_mapped=%llu",
+                    (unsigned long long)s->ss_live, (unsigned long long)s->ss_cached,
+                    (unsigned long long)s->ss_decommitted, (unsigned long long)s->large_live,
+                    (unsigned long long)s->large_cached_bytes, (unsigned long long)s->bytes_committed,
+                    (unsigned long long)s->bytes_mapped);
+}
+
+/* Slack of the end-state check: a couple of superslabs and a few MiB stay
+ * for what the program itself (stdio, Check's bookkeeping, the calling
+ * thread's current slabs) still holds. Far below what one leaked thread
+ * heap per thread or one lost superslab per round would add up to. */
+#define HK_SS_BYTES ((size_t)2 << 20) /* one superslab (README) */
+#define HK_END_SS_SLACK 2
+#define HK_END_COMMITTED_SLACK ((uint64_t)4 << 20)
+
+/* End state after a stress phase: everything the phase allocated has been
+ * freed, its threads joined, and malloc_trim(0) called. Then the memory
+ * must be back where it was before the phase (`base`, taken at its
+ * start): no large block alive beyond the baseline, superslabs in use back
+ * to about the baseline, committed bytes within a few MiB of it. Returns 1
+ * if so; 0 with both gauge lines in msg otherwise. */
+__attribute__((unused))
+static int hk_end_state_ok(const struct hakmem_stats *base, char *msg, size_t n)
+{
+    struct hakmem_stats now;
+    char a[320], b[320];
+    if (hk_stats(&now) != 0) {
+        snprintf(msg, n, "hakmem_stats_get failed");
+        return 0;
+    }
+    int ok = now.large_live <= base->large_live && now.ss_live <= base->ss_live + HK_END_SS_SLACK &&
+             now.bytes_committed <= base->bytes_committed + HK_END_COMMITTED_SLACK;
+    hk_gauges_str(base, a, sizeof a);
+    hk_gauges_str(&now, b, sizeof b);
+    snprintf(msg, n,
+             "after everything was freed, joined and malloc_trim(0) (bounds: large_live <= baseline, "
+             "ss_live <= baseline + %d, bytes_committed <= baseline + %llu MiB):\n  baseline: %s\n  end:      %s",
+             HK_END_SS_SLACK, (unsigned long long)(HK_END_COMMITTED_SLACK >> 20), a, b);
+    return ok;
+}
+
 /* Resident set size of this process in bytes (from /proc/self/statm). */
 __attribute__((unused))
 static size_t hk_rss_bytes(void)
@@ -206,6 +263,38 @@ static size_t hk_check_stamp(const void *p, size_t n, unsigned salt)
         if (c[i] != hk_pat(p, i, salt))
             return i;
     return (size_t)-1;
+}
+
+/* Stamping a few MiB byte by byte is slow; for blocks over 8 KiB stamp the
+ * head, the tail and one word per 512 bytes in between: enough to see a
+ * block handed out twice or a range given back under a live block. */
+__attribute__((unused))
+static void hk_stamp_sparse(void *p, size_t n, unsigned salt)
+{
+    if (n <= 8192) {
+        hk_stamp(p, n, salt);
+        return;
+    }
+    unsigned char *c = p;
+    hk_stamp(c, 4096, salt);
+    hk_stamp(c + n - 4096, 4096, salt ^ 1);
+    for (size_t i = 4096; i + 4096 + 8 <= n; i += 512)
+        hk_stamp(c + i, 8, salt ^ 2);
+}
+
+/* 1 if the stamp of hk_stamp_sparse is intact. */
+__attribute__((unused))
+static int hk_stamp_sparse_ok(const void *p, size_t n, unsigned salt)
+{
+    if (n <= 8192)
+        return hk_check_stamp(p, n, salt) == (size_t)-1;
+    const unsigned char *c = p;
+    if (hk_check_stamp(c, 4096, salt) != (size_t)-1 || hk_check_stamp(c + n - 4096, 4096, salt ^ 1) != (size_t)-1)
+        return 0;
+    for (size_t i = 4096; i + 4096 + 8 <= n; i += 512)
+        if (hk_check_stamp(c + i, 8, salt ^ 2) != (size_t)-1)
+            return 0;
+    return 1;
 }
 
 /* Result of running a function in a forked child with stderr captured. */

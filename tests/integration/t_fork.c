@@ -6,9 +6,14 @@
  * The classic symptom is a child that hangs in its first malloc.
  *
  * - under load: worker threads allocate and free continuously while forker
- *   threads fork; each child allocates, frees blocks the forking thread
- *   allocated before the fork, checks their contents, and exits 0. Every
- *   child runs under alarm(), so a hang ends as SIGALRM and fails the test.
+ *   threads fork. Workers stamp every block they allocate and check the
+ *   stamp before they free it. Each child checks the stamps of the blocks
+ *   the forking thread allocated before the fork and of every block the
+ *   workers had published at the fork, frees them all (blocks of heaps whose
+ *   threads do not exist in the child), allocates, and exits 0. Every child
+ *   runs under alarm(), so a hang ends as SIGALRM and fails the test. In the
+ *   parent, once everything is joined and freed and malloc_trim(0) called,
+ *   hakmem's gauges must be back at their level before the phase.
  * - fork from a thread before main ever allocated: the program re-executes
  *   itself (fresh process, no allocation yet in main), creates a thread as
  *   its very first action, and that thread forks; child and parent then
@@ -23,22 +28,60 @@
 #include <stdatomic.h>
 
 static atomic_int stop_workers;
+static atomic_long worker_failures;
+
+/* A worker's blocks, in memory the child inherits, so that it can check
+ * them. A slot is published (p stored with release order) only after its
+ * block is stamped and n and salt are set, and unpublished (p = NULL)
+ * before the block is freed: whatever instant fork() copies, a non-NULL p
+ * that the child reads is a complete, live block. */
+enum { W = 4, WSLOTS = 128 };
+struct wslot {
+    void *_Atomic p;
+    size_t n;
+    unsigned salt;
+};
+static struct wslot wslots[W + 1][WSLOTS]; /* the last row: the child's own worker */
+
+struct worker_arg {
+    uint32_t seed;
+    struct wslot *slots;
+};
+
+static void slot_check_and_free(struct wslot *s)
+{
+    void *p = atomic_load_explicit(&s->p, memory_order_relaxed);
+    if (!p)
+        return;
+    if (!hk_stamp_sparse_ok(p, s->n, s->salt)) {
+        if (atomic_fetch_add(&worker_failures, 1) < 5)
+            printf("worker block %p (%zu bytes) lost its stamp before free\n", p, s->n);
+    }
+    atomic_store_explicit(&s->p, NULL, memory_order_release);
+    free(p);
+}
 
 static void *worker(void *argp)
 {
-    uint32_t seed = (uint32_t)(uintptr_t)argp | 1;
-    void *v[128] = {0};
+    struct worker_arg *a = argp;
+    uint32_t seed = a->seed | 1;
     while (!atomic_load_explicit(&stop_workers, memory_order_relaxed)) {
-        int i = (int)(hk_rnd(&seed) % 128);
-        free(v[i]);
+        struct wslot *s = &a->slots[hk_rnd(&seed) % WSLOTS];
+        slot_check_and_free(s);
         uint32_t r = hk_rnd(&seed) % 100;
         size_t n = r < 90 ? 1 + hk_rnd(&seed) % 1024 : r < 99 ? 1024 + hk_rnd(&seed) % 65536 : (1u << 20);
-        v[i] = malloc(n);
-        if (v[i])
-            memset(v[i], 0x77, n < 64 ? n : 64);
+        void *p = malloc(n);
+        if (!p) {
+            atomic_fetch_add(&worker_failures, 1);
+            continue;
+        }
+        s->n = n;
+        s->salt = hk_rnd(&seed);
+        hk_stamp_sparse(p, n, s->salt);
+        atomic_store_explicit(&s->p, p, memory_order_release);
     }
-    for (int i = 0; i < 128; i++)
-        free(v[i]);
+    for (int i = 0; i < WSLOTS; i++)
+        slot_check_and_free(&a->slots[i]);
     return NULL;
 }
 
@@ -51,6 +94,19 @@ static int child_body(void **pre, size_t *pre_n, int npre)
             return 3;
         free(pre[i]);
     }
+    /* The workers' blocks as they were at the fork: intact, and freeable
+     * although their heaps' threads do not exist here. */
+    for (int w = 0; w < W; w++)
+        for (int i = 0; i < WSLOTS; i++) {
+            struct wslot *sl = &wslots[w][i];
+            void *p = atomic_load_explicit(&sl->p, memory_order_acquire);
+            if (!p)
+                continue;
+            if (!hk_stamp_sparse_ok(p, sl->n, sl->salt))
+                return 7;
+            atomic_store_explicit(&sl->p, NULL, memory_order_relaxed);
+            free(p);
+        }
     void *v[256];
     for (int r = 0; r < 4; r++) {
         for (int i = 0; i < 256; i++) {
@@ -68,15 +124,18 @@ static int child_body(void **pre, size_t *pre_n, int npre)
         return 5;
     memset(big, 1, 5u << 20);
     free(big);
-    /* a thread in the child, allocating too */
+    /* a thread in the child, allocating too (its own slots) */
     pthread_t th;
+    struct worker_arg wa = {.seed = 77, .slots = wslots[W]};
+    memset(wslots[W], 0, sizeof wslots[W]);
     atomic_store(&stop_workers, 0);
-    if (pthread_create(&th, NULL, worker, (void *)(uintptr_t)77) != 0)
+    atomic_store(&worker_failures, 0);
+    if (pthread_create(&th, NULL, worker, &wa) != 0)
         return 6;
     usleep(2000);
     atomic_store(&stop_workers, 1);
     pthread_join(th, NULL);
-    return 0;
+    return atomic_load(&worker_failures) ? 8 : 0;
 }
 
 struct forker_arg {
@@ -131,14 +190,23 @@ static void *forker(void *argp)
 
 START_TEST(fork_under_load)
 {
-    enum { W = 4, F = 2 };
+    enum { F = 2 };
     pthread_t wt[W], ft[F];
+    struct worker_arg wa[W];
     struct forker_arg fa[F];
+    struct hakmem_stats base;
+    char msg[1024];
     double until = hk_now() + hk_budget_s();
 
+    ck_assert_int_eq(hk_stats(&base), 0);
+    memset(wslots, 0, sizeof wslots);
     atomic_store(&stop_workers, 0);
-    for (int i = 0; i < W; i++)
-        ck_assert_int_eq(pthread_create(&wt[i], NULL, worker, (void *)(uintptr_t)((i + 1) * 31)), 0);
+    atomic_store(&worker_failures, 0);
+    for (int i = 0; i < W; i++) {
+        wa[i].seed = (uint32_t)(i + 1) * 31;
+        wa[i].slots = wslots[i];
+        ck_assert_int_eq(pthread_create(&wt[i], NULL, worker, &wa[i]), 0);
+    }
     for (int i = 0; i < F; i++) {
         memset(&fa[i], 0, sizeof fa[i]);
         fa[i].until = until;
@@ -152,10 +220,17 @@ START_TEST(fork_under_load)
     int forks = 0;
     for (int i = 0; i < F; i++) {
         forks += fa[i].forks;
-        ck_assert_msg(fa[i].bad == 0, "forker %d: %d bad children of %d; first: %s", i, fa[i].bad, fa[i].forks,
-                      fa[i].msg);
+        ck_assert_msg(fa[i].bad == 0,
+                      "forker %d: %d bad children of %d; first: %s (exit 3: a pre-fork block of the forking "
+                      "thread lost its stamp, 7: a worker's block did, 8: the child's worker's block did; "
+                      "4-6: allocation failed)",
+                      i, fa[i].bad, fa[i].forks, fa[i].msg);
     }
+    ck_assert_msg(atomic_load(&worker_failures) == 0, "%ld worker blocks lost their stamp or failed to allocate",
+                  atomic_load(&worker_failures));
     printf("fork_under_load: %d children, all exited 0\n", forks);
+    malloc_trim(0);
+    ck_assert_msg(hk_end_state_ok(&base, msg, sizeof msg), "fork_under_load: %s", msg);
 }
 END_TEST
 

@@ -4,8 +4,8 @@
 # Unit tests exercise what we thought of; real programs exercise what they
 # do: ls, sort, bash subshells, python3 threads and dicts, perl, git,
 # sqlite3 and a C compile. Each runs once without and once with the library
-# preloaded, under `timeout`; stdout and exit status must match and stderr
-# must not mention hakmem. A program that is not installed is skipped by
+# preloaded, under `timeout`; stdout, stderr and exit status must match,
+# and stderr must not mention hakmem. A program that is not installed is skipped by
 # name; if none is installed the whole test is skipped (exit 77).
 #
 # Run by tests/run-variant, which sets HAKMEM_TEST_LIB and preloads it into
@@ -54,6 +54,14 @@ run_case() {
   if grep -i hakmem "$work/$name.err.hak" >/dev/null; then
     echo "FAIL: $name: stderr mentions hakmem:"; ok=0
     grep -i hakmem "$work/$name.err.hak" | head -5
+  fi
+  # hakmem prints nothing unless asked (DESIGN 3), and the cases are
+  # deterministic: stderr is the same line for line as without it (a
+  # warning, a partial line or a message in another wording would pass
+  # the grep above).
+  if ! cmp -s "$work/$name.err.plain" "$work/$name.err.hak"; then
+    echo "FAIL: $name: stderr differs with hakmem:"; ok=0
+    diff "$work/$name.err.plain" "$work/$name.err.hak" | head -20
   fi
   if [ $ok = 1 ]; then
     echo "ok: $name (exit $rc_hak)"

@@ -99,59 +99,272 @@ START_TEST(aliases_work)
 }
 END_TEST
 
-START_TEST(introspection_reports_own_data)
+/* ---- glibc's reporting calls, answered with hakmem's data --------------- */
+
+typedef struct mallinfo (*mallinfo_fn)(void);
+
+/* mallinfo2 with glibc's meanings (DESIGN 6): against a known allocation of
+ * N bytes in large blocks (one mapping each, like glibc's mmapped chunks):
+ * hblks counts them, hblkhd ("bytes in blocks currently allocated using
+ * mmap") and uordblks ("bytes in use") grow by at least N while they are
+ * live and fall by at least N once they are freed, whether or not the
+ * allocator keeps the freed ranges for reuse (those are free bytes). */
+START_TEST(mallinfo2_tracks_large_blocks)
 {
-    /* mallinfo2 must move with our allocations: 32 MiB live then freed. */
     enum { N = 32 };
+    const size_t blk = (size_t)1 << 20, total = N * blk;
     void *v[N];
     struct mallinfo2 before = mallinfo2();
     for (int i = 0; i < N; i++) {
-        v[i] = malloc(1u << 20);
+        v[i] = malloc(blk);
         ck_assert_ptr_nonnull(v[i]);
-        memset(v[i], 1, 1u << 20);
+        memset(v[i], 1, blk);
     }
     struct mallinfo2 during = mallinfo2();
-    size_t used_before = before.uordblks + before.hblkhd;
-    size_t used_during = during.uordblks + during.hblkhd;
-    ck_assert_msg(used_during >= used_before + (size_t)N * (1u << 20) / 2,
-                  "mallinfo2 in-use bytes went %zu -> %zu with 32 MiB more live", used_before, used_during);
+    ck_assert_msg(during.hblks == before.hblks + N, "hblks went %zu -> %zu with %d large blocks more live",
+                  before.hblks, during.hblks, N);
+    ck_assert_msg(during.hblkhd >= before.hblkhd + total, "hblkhd went %zu -> %zu with %zu bytes more live",
+                  before.hblkhd, during.hblkhd, total);
+    ck_assert_msg(during.uordblks >= before.uordblks + total, "uordblks went %zu -> %zu with %zu bytes more live",
+                  before.uordblks, during.uordblks, total);
     for (int i = 0; i < N; i++)
         free(v[i]);
     struct mallinfo2 after = mallinfo2();
-    size_t used_after = after.uordblks + after.hblkhd;
-    ck_assert_msg(used_after < used_during, "mallinfo2 in-use bytes did not drop after free (%zu -> %zu)",
-                  used_during, used_after);
-
-    /* mallinfo (int fields) must not crash and must be consistent-ish */
-    typedef struct mallinfo (*mallinfo_fn)(void);
-    mallinfo_fn mi_fn = SYM(mallinfo_fn, "mallinfo"); /* deprecated: call through dlsym */
-    ck_assert_ptr_nonnull(mi_fn);
-    struct mallinfo mi = mi_fn();
-    ck_assert_int_ge(mi.uordblks, 0);
-
-    /* mallopt: 1 = accepted, 0 = ignored; anything else is a bug */
-    int r = mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-    ck_assert_msg(r == 0 || r == 1, "mallopt returned %d", r);
-    r = malloc_trim(0);
-    ck_assert_msg(r == 0 || r == 1, "malloc_trim returned %d", r);
+    ck_assert_msg(after.hblks == before.hblks, "hblks is %zu after freeing, %zu before the allocation", after.hblks,
+                  before.hblks);
+    ck_assert_msg(after.uordblks + total <= during.uordblks,
+                  "uordblks went %zu -> %zu after freeing %zu bytes: in-use bytes did not fall by them",
+                  during.uordblks, after.uordblks, total);
+    ck_assert_msg(after.hblkhd + total <= during.hblkhd,
+                  "hblkhd went %zu -> %zu after freeing %zu bytes of large blocks (a freed block kept for "
+                  "reuse is not in use: fordblks is %zu; before the allocation hblkhd was %zu with hblks %zu)",
+                  during.hblkhd, after.hblkhd, total, after.fordblks, before.hblkhd, before.hblks);
 }
 END_TEST
+
+/* The same for small blocks: N bytes of 1 KiB blocks need N bytes of
+ * superslab space, of which at most `arena` (in use before) was already
+ * there, so arena and uordblks grow by at least N - arena_before. */
+START_TEST(mallinfo2_tracks_small_blocks)
+{
+    enum { OBJ = 1024, COUNT = 16384 };
+    const size_t total = (size_t)OBJ * COUNT;
+    void **v = calloc(COUNT, sizeof *v);
+    ck_assert_ptr_nonnull(v);
+    struct mallinfo2 before = mallinfo2();
+    for (int i = 0; i < COUNT; i++) {
+        v[i] = malloc(OBJ);
+        ck_assert_ptr_nonnull(v[i]);
+        memset(v[i], 2, OBJ);
+    }
+    struct mallinfo2 during = mallinfo2();
+    size_t need = total > before.arena ? total - before.arena : 0;
+    ck_assert_msg(during.arena >= total && during.arena >= before.arena + need,
+                  "arena went %zu -> %zu with %zu bytes of small blocks live", before.arena, during.arena, total);
+    ck_assert_msg(during.uordblks >= before.uordblks + need,
+                  "uordblks went %zu -> %zu with %zu bytes of small blocks live", before.uordblks, during.uordblks,
+                  total);
+    for (int i = 0; i < COUNT; i++)
+        free(v[i]);
+    free(v);
+    struct mallinfo2 after = mallinfo2();
+    /* Everything allocated above is free again: what stays counted as in
+     * use is at most what was in use before, plus the end-state slack of
+     * hk_test.h (a couple of superslabs the calling thread may keep for its
+     * current slabs), far below the 16 MiB freed. */
+    ck_assert_msg(after.uordblks <= before.uordblks + HK_END_SS_SLACK * HK_SS_BYTES,
+                  "uordblks %zu before, %zu with %zu bytes live, %zu after freeing them all", before.uordblks,
+                  during.uordblks, total, after.uordblks);
+}
+END_TEST
+
+/* mallinfo's int fields: glibc's meanings as mallinfo2's, saturated at
+ * INT_MAX when a value does not fit (hakmem's choice, documented in
+ * override_box.c: glibc wraps). Read back to back, with nothing allocated
+ * between, the two calls must agree field by field. */
+static int sat(size_t x)
+{
+    return x > (size_t)INT_MAX ? INT_MAX : (int)x;
+}
+
+START_TEST(mallinfo_matches_mallinfo2)
+{
+    mallinfo_fn mi_fn = SYM(mallinfo_fn, "mallinfo"); /* deprecated: call through dlsym */
+    ck_assert_ptr_nonnull(mi_fn);
+    enum { N = 8 };
+    void *v[N];
+    for (int i = 0; i < N; i++) {
+        v[i] = malloc((size_t)1 << 20);
+        ck_assert_ptr_nonnull(v[i]);
+        memset(v[i], 3, (size_t)1 << 20);
+    }
+    struct mallinfo2 m2 = mallinfo2();
+    struct mallinfo mi = mi_fn();
+    ck_assert_int_eq(mi.arena, sat(m2.arena));
+    ck_assert_int_eq(mi.ordblks, sat(m2.ordblks));
+    ck_assert_int_eq(mi.hblks, sat(m2.hblks));
+    ck_assert_int_eq(mi.hblkhd, sat(m2.hblkhd));
+    ck_assert_int_eq(mi.usmblks, sat(m2.usmblks));
+    ck_assert_int_eq(mi.uordblks, sat(m2.uordblks));
+    ck_assert_int_eq(mi.fordblks, sat(m2.fordblks));
+    /* 8 MiB live fits an int: it must be there, not saturated or wrapped */
+    ck_assert_msg(mi.hblks >= N && mi.hblkhd >= (N << 20) && mi.uordblks >= (N << 20),
+                  "mallinfo with %d MiB of large blocks live: hblks %d hblkhd %d uordblks %d", N, mi.hblks,
+                  mi.hblkhd, mi.uordblks);
+    for (int i = 0; i < N; i++)
+        free(v[i]);
+}
+END_TEST
+
+/* malloc_trim (README): gives back everything kept for reuse and returns 1
+ * if anything went back, 0 otherwise. 64 MiB of large blocks, touched and
+ * freed: with LEAN off the cache of freed large blocks (256 MiB by
+ * default) keeps them, so malloc_trim(0) must return 1 and Rss must fall by
+ * most of them; with LEAN on the cache follows LEAN's budget, so what is
+ * above it went back at the free already. Either way, a second call finds
+ * nothing left and returns 0. */
+START_TEST(malloc_trim_returns)
+{
+    enum { N = 16 };
+    const size_t blk = (size_t)4 << 20, total = N * blk;
+    void *v[N];
+    struct hakmem_stats st;
+
+    malloc_trim(0); /* start from nothing cached */
+    size_t rss0 = hk_rss_bytes();
+    for (int i = 0; i < N; i++) {
+        v[i] = malloc(blk);
+        ck_assert_ptr_nonnull(v[i]);
+        memset(v[i], 4, blk);
+    }
+    size_t rss1 = hk_rss_bytes();
+    ck_assert_msg(rss1 >= rss0 + total * 3 / 4, "touching %zu MiB raised Rss by %zu MiB only", total >> 20,
+                  (rss1 - rss0) >> 20);
+    for (int i = 0; i < N; i++)
+        free(v[i]);
+    size_t rss2 = hk_rss_bytes();
+    ck_assert_int_eq(hk_stats(&st), 0);
+    if (!st.lean_mode) {
+        ck_assert_msg(st.large_cached_bytes >= total, "LEAN off: %llu bytes cached after freeing %zu",
+                      (unsigned long long)st.large_cached_bytes, total);
+        int r = malloc_trim(0);
+        size_t rss3 = hk_rss_bytes();
+        ck_assert_msg(r == 1, "malloc_trim(0) returned %d with %zu MiB of freed large blocks cached", r,
+                      total >> 20);
+        ck_assert_msg(rss3 + total * 3 / 4 <= rss2, "malloc_trim(0) took Rss from %zu to %zu MiB only",
+                      rss2 >> 20, rss3 >> 20);
+        ck_assert_int_eq(hk_stats(&st), 0);
+        ck_assert_msg(st.large_cached_bytes == 0, "%llu bytes still cached after malloc_trim",
+                      (unsigned long long)st.large_cached_bytes);
+    } else {
+        size_t budget = hk_lean_budget_bytes();
+        ck_assert_msg(st.large_cached_bytes <= budget, "LEAN on: %llu bytes cached, budget %zu",
+                      (unsigned long long)st.large_cached_bytes, budget);
+        ck_assert_msg(rss2 <= rss0 + budget + ((size_t)4 << 20),
+                      "LEAN on: Rss %zu MiB before, %zu MiB after freeing %zu MiB (budget %zu MiB)", rss0 >> 20,
+                      rss2 >> 20, total >> 20, budget >> 20);
+        int r = malloc_trim(0);
+        ck_assert_msg(r == 0 || r == 1, "malloc_trim returned %d", r);
+        if (st.large_cached_bytes > 0)
+            ck_assert_msg(r == 1, "malloc_trim(0) returned %d with %llu bytes of large blocks cached", r,
+                          (unsigned long long)st.large_cached_bytes);
+    }
+    int r2 = malloc_trim(0);
+    ck_assert_msg(r2 == 0, "a second malloc_trim(0), with nothing left to give back, returned %d", r2);
+}
+END_TEST
+
+/* mallopt (README, override_box.c): glibc's parameters are accepted, and
+ * answered as glibc answers success, 1; they change nothing (hakmem's
+ * settings are environment variables). A parameter glibc does not know is
+ * refused: 0. */
+START_TEST(mallopt_answers)
+{
+    static const struct {
+        int param;
+        const char *name;
+    } known[] = {
+        {M_MXFAST, "M_MXFAST"},
+        {M_TRIM_THRESHOLD, "M_TRIM_THRESHOLD"},
+        {M_TOP_PAD, "M_TOP_PAD"},
+        {M_MMAP_THRESHOLD, "M_MMAP_THRESHOLD"},
+        {M_MMAP_MAX, "M_MMAP_MAX"},
+        {M_CHECK_ACTION, "M_CHECK_ACTION"},
+        {M_PERTURB, "M_PERTURB"},
+        {M_ARENA_TEST, "M_ARENA_TEST"},
+        {M_ARENA_MAX, "M_ARENA_MAX"},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        int r = mallopt(known[i].param, 64);
+        ck_assert_msg(r == 1, "mallopt(%s, 64) returned %d, expected 1", known[i].name, r);
+    }
+    static const int unknown[] = {0, 12345, -12345, INT_MAX, INT_MIN};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        int r = mallopt(unknown[i], 1);
+        ck_assert_msg(r == 0, "mallopt(%d, 1), an unknown parameter, returned %d, expected 0", unknown[i], r);
+    }
+    /* and nothing changed: allocation works as before */
+    void *p = malloc(200000);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(hk_owns(p), 1);
+    free(p);
+}
+END_TEST
+
+/* malloc_stats writes hakmem's counters to stderr, one `name value` line
+ * each (hakmem_stats_print), in this order, and nothing else. */
+static const char *const stat_lines[] = {
+    "stats_built_in", "lean_mode", "mmap_calls", "mmap_failures", "munmap_calls", "mremap_calls",
+    "madvise_calls", "madvise_failures", "madvise_guard_refusals", "lean_decommit", "lean_retire",
+    "ss_live", "ss_live_peak", "ss_cached", "ss_decommitted", "bytes_mapped", "bytes_mapped_peak",
+    "bytes_committed", "bytes_committed_peak", "large_live", "large_cached_bytes",
+};
+enum { STAT_LINES = sizeof stat_lines / sizeof stat_lines[0] };
 
 static int do_malloc_stats(void *arg)
 {
     (void)arg;
+    /* one large block live, so that large_live is known to be at least 1 */
+    void *big = malloc((size_t)3 << 20);
+    if (!big)
+        return 2;
     malloc_stats();
+    free(big);
     return 0;
 }
 
 START_TEST(malloc_stats_prints)
 {
     struct hk_child c;
-    char st[64];
+    struct hakmem_stats st;
+    char status[64];
     hk_run_child(do_malloc_stats, NULL, 10, &c);
     ck_assert_msg(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "malloc_stats child: %s",
-                  hk_status_str(c.status, st, sizeof st));
-    ck_assert_msg(c.err_len > 0, "malloc_stats printed nothing on stderr");
+                  hk_status_str(c.status, status, sizeof status));
+    ck_assert_int_eq(hk_stats(&st), 0);
+    const char *p = c.err;
+    for (int i = 0; i < STAT_LINES; i++) {
+        size_t nl = strlen(stat_lines[i]);
+        ck_assert_msg(strncmp(p, stat_lines[i], nl) == 0 && p[nl] == ' ',
+                      "malloc_stats line %d should be '%s <value>'; stderr:\n%s", i + 1, stat_lines[i], c.err);
+        char *end;
+        errno = 0;
+        unsigned long long val = strtoull(p + nl + 1, &end, 10);
+        ck_assert_msg(end > p + nl + 1 && *end == '\n' && errno == 0 && p[nl + 1] != '-',
+                      "malloc_stats line %d: '%s' has no decimal value; stderr:\n%s", i + 1, stat_lines[i], c.err);
+        if (strcmp(stat_lines[i], "stats_built_in") == 0)
+            ck_assert_msg(val == st.stats_built_in, "stats_built_in %llu, hakmem_stats_get says %llu", val,
+                          (unsigned long long)st.stats_built_in);
+        if (strcmp(stat_lines[i], "lean_mode") == 0)
+            ck_assert_msg(val == st.lean_mode, "lean_mode %llu, hakmem_stats_get says %llu", val,
+                          (unsigned long long)st.lean_mode);
+        if (strcmp(stat_lines[i], "large_live") == 0)
+            ck_assert_msg(val >= 1, "large_live %llu with a 3 MiB block live", val);
+        if (strcmp(stat_lines[i], "bytes_mapped") == 0)
+            ck_assert_msg(val >= ((unsigned long long)3 << 20), "bytes_mapped %llu with a 3 MiB block live", val);
+        p = end + 1;
+    }
+    ck_assert_msg(*p == '\0', "malloc_stats printed more than the %d counter lines:\n%s", STAT_LINES, p);
 }
 END_TEST
 
@@ -249,7 +462,11 @@ int main(void)
     suite_add_tcase(s, tc);
     TCase *tl = tcase_create("libc");
     tcase_set_timeout(tl, 30);
-    tcase_add_test(tl, introspection_reports_own_data);
+    tcase_add_test(tl, mallinfo2_tracks_large_blocks);
+    tcase_add_test(tl, mallinfo2_tracks_small_blocks);
+    tcase_add_test(tl, mallinfo_matches_mallinfo2);
+    tcase_add_test(tl, malloc_trim_returns);
+    tcase_add_test(tl, mallopt_answers);
     tcase_add_test(tl, malloc_stats_prints);
     tcase_add_test(tl, libc_allocated_pointers);
     tcase_add_test(tl, getaddrinfo_localhost);

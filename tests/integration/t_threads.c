@@ -6,11 +6,15 @@
  *   (cross-thread frees, also of blocks whose allocating thread has already
  *   exited). Every free checks the pattern first: a block handed out twice,
  *   or a remote free that lands in the wrong place, shows up as a pattern
- *   failure. RSS must stay bounded across rounds.
+ *   failure. RSS must stay bounded across rounds, and once everything is
+ *   freed, the threads joined and malloc_trim(0) called, hakmem's gauges
+ *   must be back at their level before the phase (hk_end_state_ok): memory
+ *   that exited threads or remote frees left behind is found again.
  * - thread-exit churn: many short threads that allocate and exit, threads
  *   that only free, and pthread key destructors that allocate (run after
  *   the allocator may have done its own per-thread cleanup). Memory mapped
- *   by hakmem must not grow with the number of threads that have exited.
+ *   by hakmem must not grow with the number of threads that have exited,
+ *   and the end state is checked as for the stress phase.
  * - exit() while other threads allocate: the process must exit cleanly
  *   with the status given, from the main thread or from another thread.
  *
@@ -35,34 +39,6 @@ static size_t random_size(uint32_t *s)
     return (1u << 20) + hk_rnd(s) % (3u << 20);
 }
 
-/* Stamping a few MiB byte by byte is slow; stamp the head, the tail and
- * one word per 512 bytes in between: enough to see a shared block. */
-static void stamp(void *p, size_t n, unsigned salt)
-{
-    if (n <= 8192) {
-        hk_stamp(p, n, salt);
-        return;
-    }
-    unsigned char *c = p;
-    hk_stamp(c, 4096, salt);
-    hk_stamp(c + n - 4096, 4096, salt ^ 1);
-    for (size_t i = 4096; i + 4096 + 8 <= n; i += 512)
-        hk_stamp(c + i, 8, salt ^ 2);
-}
-
-static int stamp_ok(const void *p, size_t n, unsigned salt)
-{
-    if (n <= 8192)
-        return hk_check_stamp(p, n, salt) == (size_t)-1;
-    const unsigned char *c = p;
-    if (hk_check_stamp(c, 4096, salt) != (size_t)-1 || hk_check_stamp(c + n - 4096, 4096, salt ^ 1) != (size_t)-1)
-        return 0;
-    for (size_t i = 4096; i + 4096 + 8 <= n; i += 512)
-        if (hk_check_stamp(c + i, 8, salt ^ 2) != (size_t)-1)
-            return 0;
-    return 1;
-}
-
 struct obj {
     void *p;
     size_t n;
@@ -82,7 +58,7 @@ static atomic_long alloc_failures;
 
 static void check_and_free(struct obj *o)
 {
-    if (!stamp_ok(o->p, o->n, o->salt)) {
+    if (!hk_stamp_sparse_ok(o->p, o->n, o->salt)) {
         if (atomic_fetch_add(&pattern_failures, 1) < 5)
             printf("pattern failure: block %p size %zu salt %u\n", o->p, o->n, o->salt);
     }
@@ -166,7 +142,7 @@ static void *stress_worker(void *argp)
             } else {
                 /* realloc keeps the stamped prefix */
                 size_t n = random_size(&seed);
-                if (!stamp_ok(o->p, o->n, o->salt)) {
+                if (!hk_stamp_sparse_ok(o->p, o->n, o->salt)) {
                     atomic_fetch_add(&pattern_failures, 1);
                     printf("pattern failure before realloc: %p size %zu\n", o->p, o->n);
                 }
@@ -178,7 +154,7 @@ static void *stress_worker(void *argp)
                 o->p = q;
                 o->n = n;
                 o->salt = hk_rnd(&seed);
-                stamp(q, n, o->salt);
+                hk_stamp_sparse(q, n, o->salt);
             }
         } else {
             struct obj in;
@@ -193,7 +169,7 @@ static void *stress_worker(void *argp)
             }
             o->n = n;
             o->salt = hk_rnd(&seed);
-            stamp(o->p, n, o->salt);
+            hk_stamp_sparse(o->p, n, o->salt);
         }
     }
     /* leave a few objects to outlive this thread, freed by others */
@@ -216,7 +192,10 @@ START_TEST(stress_cross_thread)
     int rounds = 0;
     size_t rss_ref = 0, rss_max = 0;
     double round_len = total / 8 > 0.05 ? total / 8 : 0.05;
+    struct hakmem_stats base;
+    char msg[1024];
 
+    ck_assert_int_eq(hk_stats(&base), 0);
     atomic_store(&pattern_failures, 0);
     atomic_store(&alloc_failures, 0);
     while (hk_now() - t0 < total || rounds < 4) {
@@ -250,6 +229,8 @@ START_TEST(stress_cross_thread)
                   rss_ref >> 20, rss_max >> 20, rounds);
     printf("stress: %d rounds of %d threads, RSS round 2 %zu MiB, max %zu MiB\n", rounds, T, rss_ref >> 20,
            rss_max >> 20);
+    malloc_trim(0);
+    ck_assert_msg(hk_end_state_ok(&base, msg, sizeof msg), "stress: %s", msg);
 }
 END_TEST
 
@@ -265,7 +246,7 @@ static void key_dtor(void *v)
 {
     struct obj *o = v;
     atomic_fetch_add(&key_dtor_calls, 1);
-    if (!stamp_ok(o->p, o->n, o->salt))
+    if (!hk_stamp_sparse_ok(o->p, o->n, o->salt))
         atomic_fetch_add(&key_dtor_failures, 1);
     free(o->p);
     int second = o->salt == 7777;
@@ -286,7 +267,7 @@ static void key_dtor(void *v)
         again->p = tmp;
         again->n = 300;
         again->salt = 7777;
-        stamp(tmp, 300, 7777);
+        hk_stamp_sparse(tmp, 300, 7777);
         pthread_setspecific(churn_key, again);
     } else {
         free(tmp);
@@ -329,7 +310,7 @@ static void *churn_thread(void *argp)
             atomic_fetch_add(&alloc_failures, 1);
             continue;
         }
-        stamp(a->give[i].p, a->give[i].n, a->give[i].salt);
+        hk_stamp_sparse(a->give[i].p, a->give[i].n, a->give[i].salt);
     }
     if (a->kind == 2) {
         struct obj *o = malloc(sizeof *o);
@@ -338,7 +319,7 @@ static void *churn_thread(void *argp)
             o->salt = 1;
             o->p = malloc(1000);
             if (o->p) {
-                stamp(o->p, 1000, 1);
+                hk_stamp_sparse(o->p, 1000, 1);
                 pthread_setspecific(churn_key, o);
             } else {
                 free(o);
@@ -357,7 +338,10 @@ START_TEST(thread_exit_churn)
     int batches = 0;
     long threads = 0;
     size_t mapped_ref = 0, rss_ref = 0;
+    struct hakmem_stats base;
+    char msg[1024];
 
+    ck_assert_int_eq(hk_stats(&base), 0);
     ck_assert_int_eq(pthread_key_create(&churn_key, key_dtor), 0);
     atomic_store(&alloc_failures, 0);
     atomic_store(&pattern_failures, 0);
@@ -374,7 +358,7 @@ START_TEST(thread_exit_churn)
                     args[i].give[k].salt = (unsigned)k;
                     args[i].give[k].p = malloc(args[i].give[k].n);
                     ck_assert_ptr_nonnull(args[i].give[k].p);
-                    stamp(args[i].give[k].p, args[i].give[k].n, (unsigned)k);
+                    hk_stamp_sparse(args[i].give[k].p, args[i].give[k].n, (unsigned)k);
                 }
             }
             ck_assert_int_eq(pthread_create(&th[i], NULL, churn_thread, &args[i]), 0);
@@ -415,6 +399,8 @@ START_TEST(thread_exit_churn)
                   rss >> 20, threads);
     printf("churn: %ld threads, mapped %zu -> %zu MiB, RSS %zu -> %zu MiB\n", threads, (size_t)mapped_ref >> 20,
            (size_t)st.bytes_mapped >> 20, rss_ref >> 20, rss >> 20);
+    malloc_trim(0);
+    ck_assert_msg(hk_end_state_ok(&base, msg, sizeof msg), "churn: %s over %ld exited threads", msg, threads);
 }
 END_TEST
 

@@ -405,6 +405,26 @@ __attribute__((unused)) static void vt_report_stats(const char *prefix)
 #undef VT_R
 }
 
+/* Report the gauges an end state is judged by (always maintained, with or
+ * without the counters), as PREFIX<name>=<value>. */
+__attribute__((unused)) static void vt_report_gauges(const char *prefix)
+{
+    struct hakmem_stats st;
+    char k[96];
+    vt_stats(&st);
+#define VT_G(field)                                                    \
+    snprintf(k, sizeof k, "%s%s", prefix, #field);                     \
+    vt_report(k, "%llu", (unsigned long long)st.field);
+    VT_G(ss_live)
+    VT_G(ss_cached)
+    VT_G(ss_decommitted)
+    VT_G(large_live)
+    VT_G(large_cached_bytes)
+    VT_G(bytes_committed)
+    VT_G(bytes_mapped)
+#undef VT_G
+}
+
 /* Rss and LazyFree of this process in KiB, from /proc/self/smaps_rollup,
  * read with open/read into a static buffer (no allocation). -1 if the
  * file or the field is missing. */
@@ -510,6 +530,13 @@ __attribute__((unused)) static int vt_scenario_main(const struct vt_scenario *ta
         printf("hard error: preloaded variant is '%s', expected '%s'\n", variant(), want);
         return VT_EXIT_HARD;
     }
+    /* Every program answers this one: are the counters built in? */
+    if (strcmp(name, "vt-counters") == 0) {
+        struct hakmem_stats st;
+        vt_stats(&st);
+        vt_report("stats_built_in", "%llu", (unsigned long long)st.stats_built_in);
+        return 0;
+    }
     for (const struct vt_scenario *s = table; s->name; s++)
         if (strcmp(s->name, name) == 0) {
             if (!s->no_probe) {
@@ -537,6 +564,73 @@ __attribute__((unused)) static int vt_scenario_main(const struct vt_scenario *ta
             ck_abort_msg("%s %s: %s\n--- status: %s\n--- stdout:\n%.3000s\n--- stderr:\n%.3000s", \
                          (r)->desc, #cond, vt_msg_, vt_status_str((r)->status), (r)->out, (r)->err); \
         }                                                                               \
+    } while (0)
+
+/* Are the counters (configure --enable-ss-stats) built into the libraries?
+ * One configure builds every variant with the same choice, so the first
+ * built library answers for all. Checks that read counters run only when
+ * they are; otherwise the program ends with exit 77 and says which checks
+ * it could not make (vt_finish), never with a pass. */
+__attribute__((unused)) static int vt_counters_built_in(void)
+{
+    for (int v = 0; v < VT_NVARIANTS; v++) {
+        if (!vt_have(v))
+            continue;
+        struct vt_result *r = malloc(sizeof *r);
+        if (!r)
+            exit(VT_EXIT_HARD);
+        vt_spawn(v, "vt-counters", NULL, 30, r);
+        int found = 0;
+        int64_t built = vt_num(r, "stats_built_in", &found);
+        if (!vt_exited_ok(r) || !found) {
+            fprintf(stderr, "vt_counters_built_in: %s: %s\n%s%s\n", r->desc, vt_status_str(r->status), r->out,
+                    r->err);
+            exit(VT_EXIT_HARD);
+        }
+        free(r);
+        return built != 0;
+    }
+    return 0;
+}
+
+/* The program's exit status: 1 if a check failed; 77, with the reason, if
+ * all passed but the checks named in `gated` needed the counters and they
+ * are not built in; 0 otherwise. */
+__attribute__((unused)) static int vt_finish(int failed, int counters, const char *gated)
+{
+    if (failed)
+        return 1;
+    if (!counters) {
+        printf("SKIP: the counters are not built in (configure --enable-ss-stats): %s not checked\n", gated);
+        return VT_EXIT_SKIP;
+    }
+    return 0;
+}
+
+/* Slack of the end-state checks: as tests/integration/hk_test.h. */
+#define VT_END_SS_SLACK 2
+#define VT_END_COMMITTED_SLACK (4 * VT_MIB)
+
+/* Parent side: the scenario reported its gauges as base_* at the start of a
+ * phase and end_* once everything was freed, its threads joined and
+ * malloc_trim(0) called. The memory must be back where it was: no large
+ * block alive beyond the baseline, superslabs in use back to about the
+ * baseline, committed bytes within a few MiB. */
+#define vt_assert_end_state(r)                                                                            \
+    do {                                                                                                  \
+        int vt_f1_, vt_f2_;                                                                               \
+        long long vt_bl_ = vt_num((r), "base_large_live", &vt_f1_), vt_el_ = vt_num((r), "end_large_live", &vt_f2_); \
+        long long vt_bs_ = vt_num((r), "base_ss_live", NULL), vt_es_ = vt_num((r), "end_ss_live", NULL);  \
+        long long vt_bc_ = vt_num((r), "base_bytes_committed", NULL);                                     \
+        long long vt_ec_ = vt_num((r), "end_bytes_committed", NULL);                                      \
+        vt_assert_r((r), vt_f1_ && vt_f2_, "the scenario reported no base_/end_ gauges");                 \
+        int end_state_back = vt_el_ <= vt_bl_ && vt_es_ <= vt_bs_ + VT_END_SS_SLACK &&                     \
+                             vt_ec_ <= vt_bc_ + (long long)VT_END_COMMITTED_SLACK;                        \
+        vt_assert_r((r), end_state_back,                                                                  \
+                    "after everything was freed and malloc_trim(0): large_live %lld -> %lld, ss_live %lld -> %lld " \
+                    "(slack %d), bytes_committed %lld -> %lld (slack %zu MiB); see base_* and end_* below",  \
+                    vt_bl_, vt_el_, vt_bs_, vt_es_, VT_END_SS_SLACK, vt_bc_, vt_ec_,                      \
+                    VT_END_COMMITTED_SLACK / VT_MIB);                                                     \
     } while (0)
 
 #endif /* VT_COMMON_H */

@@ -438,6 +438,7 @@ static const struct vt_mode all_modes[] = {
 #define NMODES (sizeof all_modes / sizeof all_modes[0])
 static const struct vt_mode *modes[NMODES];
 static int nmodes;
+static int counters; /* built in? (vt_counters_built_in, before the forks) */
 
 START_TEST(test_rlimit)
 {
@@ -465,7 +466,12 @@ START_TEST(test_fault_mmap)
     /* Where the phases' mmaps start, from a run without a fault. */
     vt_spawn(VT_DEBUG, "fault_mmap", env, 60, r);
     vt_assert_r(r, vt_exited_ok(r), "run without a fault");
-    int stats = vt_num(r, "seq_mid", NULL) > 0;
+    /* Without the counters the phases' mmaps cannot be located: the fault
+     * lands at a guessed position and its checks below are not made (the
+     * program then ends with exit 77, vt_finish). */
+    int stats = counters;
+    if (stats)
+        vt_assert_r(r, vt_num(r, "seq_mid", NULL) > 0, "the counters are built in but count no mmap");
     long long mid = vt_num(r, "seq_mid", NULL), start = vt_num(r, "seq_start", NULL);
     long long n = where == 0 ? 1 : where == 1 ? start + 10 : mid + 4;
     if (!stats)
@@ -500,8 +506,11 @@ START_TEST(test_fault_madvise)
     struct vt_result *r = malloc(sizeof *r);
     vt_spawn(VT_DEBUG, "fault_madvise", env, 60, r);
     vt_assert_r(r, vt_exited_ok(r), "a madvise fault: fall back, data intact");
-    vt_assert_r(r, !strstr(r->err, "hakmem: error"), "no error message");
-    if (vt_num(r, "stats_built_in", NULL)) {
+    /* A failing madvise is handled, not reported: the library prints
+     * nothing unless asked, and the scenario writes to stdout only. */
+    vt_assert_r(r, r->err_len == 0, "stderr should be empty");
+    vt_assert_r(r, vt_num(r, "stats_built_in", NULL) == counters, "stats_built_in differs between runs");
+    if (counters) {
         long long d1 = vt_num(r, "r1_lean_decommit", NULL), d3 = vt_num(r, "r3_lean_decommit", NULL);
         long long m1 = vt_num(r, "r1_munmap_calls", NULL), m3 = vt_num(r, "r3_munmap_calls", NULL);
         vt_assert_r(r, vt_num(r, "r3_madvise_failures", NULL) >= 1, "the injected failure happened");
@@ -568,6 +577,7 @@ int main(int argc, char **argv)
         printf("SKIP: no library to test\n");
         return VT_EXIT_SKIP;
     }
+    counters = vt_counters_built_in();
     Suite *s = suite_create("faults");
     TCase *tc = tcase_create("rlimit_as");
     tcase_set_timeout(tc, 100);
@@ -590,5 +600,9 @@ int main(int argc, char **argv)
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    return failed ? 1 : 0;
+    /* Only the fault-injection cases read counters; without the debug
+     * library they do not run and nothing is gated. */
+    return vt_finish(failed, counters || !vt_have(VT_DEBUG),
+                     "the injected faults' effects (mmap_failures, where the mmap fault lands, madvise "
+                     "switched off after ENOMEM, munmap fallback)");
 }

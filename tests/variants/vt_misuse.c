@@ -299,6 +299,9 @@ static void check_misuse(const struct vt_mode *m, const char *scenario, const ch
         matching = vt_count_lines(r->err, "hakmem: error: double free") +
                    vt_count_lines(r->err, "hakmem: error: invalid free");
     }
+    /* The scenario writes nothing to stderr itself: the one line is all of
+     * it (not merely the only line that starts with `hakmem: error:`). */
+    vt_assert_r(r, vt_total_lines(r->err) == 1, "stderr must be that one line only");
     if (m->variant == VT_DEBUG) {
         vt_assert_r(r, WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT, "the debug build must abort");
         vt_assert_r(r, errors == 1 && matching == 1, "one `hakmem: error: %s` line expected",
@@ -330,8 +333,8 @@ START_TEST(test_write_after_free)
     if (m->variant == VT_DEBUG) {
         vt_assert_r(r, WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT, "the debug build must abort");
         vt_assert_r(r, vt_count_lines(r->err, "hakmem: error: write after free") == 1 &&
-                           vt_count_lines(r->err, "hakmem: error: ") == 1,
-                    "one `hakmem: error: write after free` line expected");
+                           vt_total_lines(r->err) == 1,
+                    "one `hakmem: error: write after free` line expected, and nothing else");
         vt_spawn(m->variant, "overflow", m->env, 60, r);
         vt_assert_r(r, WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT,
                     "the debug build must abort on an overflow into a free block");
@@ -339,8 +342,9 @@ START_TEST(test_write_after_free)
          * a corrupted free list when the link is followed (every build),
          * or by the junk check (debug) if only the junk was hit. */
         vt_assert_r(r, vt_count_lines(r->err, "hakmem: error: write after free") +
-                               vt_count_lines(r->err, "hakmem: error: corrupted free list") == 1,
-                    "one `hakmem: error: write after free` or `corrupted free list` line expected");
+                                   vt_count_lines(r->err, "hakmem: error: corrupted free list") == 1 &&
+                           vt_total_lines(r->err) == 1,
+                    "one `hakmem: error: write after free` or `corrupted free list` line expected, and nothing else");
     } else {
         /* Not detected, but every block handed out is still hakmem's own. */
         vt_assert_r(r, vt_exited_ok(r), "the program must go on");

@@ -928,6 +928,22 @@ static bool ss_collect_orphan(hk_superslab_t *ss)
     return ss->used_slabs == 0;
 }
 
+/* malloc_trim, owner only (class lists): the empty slab each class keeps
+ * for hysteresis goes back too, or it would pin its superslab. */
+static void heap_release_kept_slabs(hk_heap_t *h)
+{
+    h->hold++;
+    for (int c = 0; c < HK_NUM_CLASSES; c++) {
+        for (hk_slab_t *s = h->cur[c]; s && s != &g_hk_slab_empty;) {
+            hk_slab_t *next = s->next;
+            if (hk_slab_used(s) == 0)
+                slab_release(h, hk_ss_of(s), s);
+            s = next;
+        }
+    }
+    h->hold--;
+}
+
 size_t hk_heap_trim_all(void)
 {
     int64_t before = HK_GAUGE_GET(bytes_committed);
@@ -937,6 +953,8 @@ size_t hk_heap_trim_all(void)
         if (h->alive) {
             h->foreign = h != self && heap_has_owner(h);
             heap_drain_notifications(h);
+            if (!h->foreign)
+                heap_release_kept_slabs(h);
             heap_flush_pending(h, true);
             heap_trim_empty(h, 0);
             h->foreign = 0;

@@ -34,6 +34,7 @@ static size_t g_table_cap; /* power of two */
 static size_t g_table_live;
 static size_t g_table_moving;  /* entries out for a move in flight */
 static size_t g_moving_bytes;  /* their mapping lengths (the debug recount) */
+static size_t g_live_bytes;    /* mapping lengths of the live blocks (mallinfo) */
 
 typedef struct {
     uintptr_t base;
@@ -77,6 +78,7 @@ static void table_put_nogrow(hk_large_entry_t *t, size_t cap, uintptr_t user, ui
  * unless that would put them before their home slot. */
 static void table_delete_locked(hk_large_entry_t *e)
 {
+    __atomic_fetch_sub(&g_live_bytes, e->size, __ATOMIC_RELAXED);
     size_t mask = g_table_cap - 1;
     size_t i = (size_t)(e - g_table);
     for (size_t j = (i + 1) & mask; g_table[j].user != HK_LT_EMPTY; j = (j + 1) & mask) {
@@ -94,6 +96,7 @@ static void table_delete_locked(hk_large_entry_t *e)
 
 static void table_insert_locked(uintptr_t user, uintptr_t base, size_t size)
 {
+    __atomic_fetch_add(&g_live_bytes, size, __ATOMIC_RELAXED);
     table_put_nogrow(g_table, g_table_cap, user, base, size);
     g_table_live++;
 }
@@ -469,6 +472,7 @@ void *hk_large_realloc(void *p, size_t new_size, bool *found)
                     cache_remove_at(i);
                 g_cache_bytes -= extra;
                 e->size = need;
+                __atomic_fetch_add(&g_live_bytes, extra, __ATOMIC_RELAXED);
                 HK_GAUGE_ADD(large_cached_bytes, -(int64_t)extra);
                 pthread_mutex_unlock(&g_large_lock);
                 return p;
@@ -530,6 +534,8 @@ size_t hk_large_trim(void)
         hk_os_unmap((void *)all[i].base, all[i].size);
     return total;
 }
+
+size_t hk_large_live_bytes(void) { return __atomic_load_n(&g_live_bytes, __ATOMIC_RELAXED); }
 
 void hk_large_count(hk_large_count_t *c)
 {

@@ -28,6 +28,8 @@ size_t hk_large_usable(const void *p);
  * untouched and the caller allocates, copies and frees). *found = false if
  * p is not a large block. */
 void *hk_large_realloc(void *p, size_t new_size, bool *found);
+/* Bytes of live large blocks (their mappings), for mallinfo. */
+size_t hk_large_live_bytes(void);
 /* Unmap every cached range. Returns bytes released. */
 size_t hk_large_trim(void);
 /* Debug recount (lock held: hk_large_fork_prepare): live blocks, cached

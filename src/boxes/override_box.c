@@ -8,6 +8,7 @@
 #include "api_box.h"
 #include "diag_box.h"
 #include "hakmem.h"
+#include "large_box.h"
 #include "superslab_stats.h"
 
 #include <malloc.h>
@@ -63,24 +64,20 @@ HK_EXPORT int __posix_memalign(void **memptr, size_t align, size_t size)
 HK_EXPORT int malloc_trim(size_t pad) { return hakmem_malloc_trim(pad); }
 
 /* glibc's mallinfo fields, filled with hakmem's view:
- *  arena    bytes in superslabs in use      hblks/hblkhd  large blocks, bytes
+ *  arena    bytes in superslabs in use      hblks/hblkhd  live large blocks, bytes
  *  fordblks empty memory kept for reuse     usmblks       peak bytes mapped
- *  uordblks arena + hblkhd - fordblks (an upper bound of bytes in use) */
+ *  uordblks arena + hblkhd (an upper bound of bytes in use) */
 HK_EXPORT struct mallinfo2 mallinfo2(void)
 {
     struct hakmem_stats s;
     hakmem_stats_get(&s, sizeof s);
     struct mallinfo2 mi = {0};
-    size_t large_bytes = s.bytes_mapped > (s.ss_live + s.ss_cached) * HK_SS_SIZE
-                             ? s.bytes_mapped - (s.ss_live + s.ss_cached) * HK_SS_SIZE
-                             : 0;
     mi.arena = s.ss_live * HK_SS_SIZE;
     mi.hblks = s.large_live;
-    mi.hblkhd = large_bytes;
+    mi.hblkhd = hk_large_live_bytes();
     mi.fordblks = s.ss_cached * HK_SS_SIZE + s.large_cached_bytes;
     mi.usmblks = s.bytes_mapped_peak;
-    size_t total = mi.arena + mi.hblkhd + s.ss_cached * HK_SS_SIZE;
-    mi.uordblks = total > mi.fordblks ? total - mi.fordblks : 0;
+    mi.uordblks = mi.arena + mi.hblkhd;
     mi.ordblks = 1;
     return mi;
 }

@@ -1,0 +1,430 @@
+/* lc_large: large blocks (above 32 KiB, each its own mapping) under
+ * concurrency: realloc by mremap, and the table of live large blocks
+ * growing while other threads use it.
+ *
+ * remap   One thread grows blocks with realloc by big steps (40 KiB up to
+ *         16 MiB, doubling), so that mremap moves them; another allocates
+ *         and frees fresh large blocks at the same time. A move unmaps the
+ *         old range before the table is told, so the other thread's fresh
+ *         mapping could land at the old address while the table still
+ *         keys the moving block there. Every block is stamped at both ends
+ *         and at its last usable byte (malloc_usable_size must be at least
+ *         the request, and writing all of it must harm nothing); at the end
+ *         everything is freed and the gauge large_live must be 0.
+ * table   Eight threads allocate 600 large blocks each at once (thousands
+ *         live, so the table grows several times while the others insert),
+ *         growing every other one by realloc as they go (moves), then free
+ *         them all; each round in a fresh child, so that each starts from an
+ *         empty table. A table rebuilt at a stale size can fill up: lookups
+ *         then never end (a hang, caught by a timeout) or lose entries (a
+ *         free refused as invalid, a wrong usable size). Stamps are checked
+ *         at every step; large_live must be 0 at the end.
+ * moves   One thread grows 255 blocks six times each (most growths move
+ *         them, none allocates): every block is then still found with its
+ *         size, a pointer inside one is "not ours", large_live ends at 0.
+ * All: nothing on stderr (every free accepted silently). Modes: FAST, with
+ * and without the large-block cache (HAKMEM_LARGE_CACHE_MB=0: every free
+ * unmaps, every grow is an mremap), LEAN budget 0, debug.
+ */
+#include "lc_common.h"
+
+/* 64 bytes of a pattern that depends on the salt only (not on the
+ * address: realloc moves the contents). */
+static void lg_put(void *at, unsigned salt)
+{
+    uint32_t s = salt * 2654435761u + 1;
+    for (int i = 0; i < 64; i++)
+        ((unsigned char *)at)[i] = (unsigned char)vt_xorshift(&s);
+}
+
+static int lg_is(const void *at, unsigned salt)
+{
+    uint32_t s = salt * 2654435761u + 1;
+    for (int i = 0; i < 64; i++)
+        if (((const unsigned char *)at)[i] != (unsigned char)vt_xorshift(&s))
+            return 0;
+    return 1;
+}
+
+/* Stamp a large block at both ends. */
+static void lg_stamp(void *p, size_t size, unsigned salt)
+{
+    lg_put(p, salt);
+    lg_put((char *)p + size - 64, salt + 1);
+}
+
+static int lg_ok(void *p, size_t size, unsigned salt)
+{
+    return lg_is(p, salt) && lg_is((char *)p + size - 64, salt + 1);
+}
+
+/* malloc_usable_size must cover the request and be writable to its end;
+ * the byte written there is checked again when the block is freed. (The
+ * requests are 100 bytes short of a page multiple, so that byte lies past
+ * the stamped end.) */
+static size_t lg_usable(void *p, size_t size, const char *who)
+{
+    size_t us = malloc_usable_size(p);
+    if (us < size)
+        vt_fail("%s: malloc_usable_size(%p) = %zu, less than the %zu requested", who, p, us, size);
+    ((volatile unsigned char *)p)[us - 1] = (unsigned char)(us ^ 0x3c);
+    return us;
+}
+
+static int lg_tail_ok(void *p, size_t us)
+{
+    return ((volatile unsigned char *)p)[us - 1] == (unsigned char)(us ^ 0x3c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* remap */
+
+static _Atomic int rm_stop;
+
+#define RM_GROWERS 4
+#define RM_MAX ((size_t)16 << 20)
+
+static void *remap_grower(void *arg)
+{
+    (void)arg;
+    void *p[RM_GROWERS] = {0};
+    size_t sz[RM_GROWERS] = {0};
+    unsigned salt[RM_GROWERS] = {0};
+    uint32_t seed = 0x9e3779b9u;
+    long reallocs = 0;
+    while (!atomic_load(&rm_stop)) {
+        int i = (int)(vt_xorshift(&seed) % RM_GROWERS);
+        if (!p[i] || sz[i] >= RM_MAX) {
+            if (p[i]) {
+                if (!lg_ok(p[i], sz[i], salt[i]))
+                    vt_fail("remap: a grown block lost its stamp before free");
+                free(p[i]);
+            }
+            sz[i] = 40960 + (vt_xorshift(&seed) % 16) * 4096 - 100;
+            p[i] = malloc(sz[i]);
+            if (!p[i])
+                vt_fail("remap: malloc(%zu) failed", sz[i]);
+            salt[i] = vt_xorshift(&seed);
+            lg_stamp(p[i], sz[i], salt[i]);
+            continue;
+        }
+        /* Grow by a big step: the block rarely fits where it is. */
+        size_t nsz = (sz[i] + 100) * 2 + (vt_xorshift(&seed) % 8) * 4096 - 100;
+        void *q = realloc(p[i], nsz);
+        if (!q)
+            vt_fail("remap: realloc(%zu -> %zu) failed", sz[i], nsz);
+        reallocs++;
+        /* The head and the old tail moved with the block. */
+        if (!lg_ok(q, sz[i], salt[i]))
+            vt_fail("remap: realloc %zu -> %zu lost the block's contents", sz[i], nsz);
+        size_t us = lg_usable(q, nsz, "remap grower");
+        if (!lg_tail_ok(q, us))
+            vt_fail("remap: cannot read back the last usable byte");
+        p[i] = q;
+        sz[i] = nsz;
+        lg_stamp(q, nsz, salt[i]);
+    }
+    for (int i = 0; i < RM_GROWERS; i++)
+        if (p[i]) {
+            if (!lg_ok(p[i], sz[i], salt[i]))
+                vt_fail("remap: a grown block lost its stamp");
+            free(p[i]);
+        }
+    vt_report("reallocs", "%ld", reallocs);
+    return NULL;
+}
+
+static void *remap_churner(void *arg)
+{
+    (void)arg;
+    enum { N = 16 };
+    void *p[N] = {0};
+    size_t sz[N] = {0}, us[N] = {0};
+    uint32_t seed = 0x12345u;
+    long allocs = 0;
+    while (!atomic_load(&rm_stop)) {
+        int i = (int)(vt_xorshift(&seed) % N);
+        if (p[i]) {
+            if (!lg_ok(p[i], sz[i], (unsigned)i * 7 + 1) || !lg_tail_ok(p[i], us[i]))
+                vt_fail("remap: a fresh block of %zu bytes lost its stamp: another block overlaps it", sz[i]);
+            free(p[i]);
+            p[i] = NULL;
+            continue;
+        }
+        /* Sizes like the grower's, so a fresh mapping fits where a moved
+         * block was. */
+        sz[i] = (size_t)40960 << (vt_xorshift(&seed) % 8);
+        sz[i] += (vt_xorshift(&seed) % 4) * 4096 - 100;
+        p[i] = malloc(sz[i]);
+        if (!p[i])
+            vt_fail("remap: malloc(%zu) failed", sz[i]);
+        allocs++;
+        us[i] = lg_usable(p[i], sz[i], "remap churner");
+        lg_stamp(p[i], sz[i], (unsigned)i * 7 + 1);
+    }
+    for (int i = 0; i < N; i++)
+        if (p[i]) {
+            if (!lg_ok(p[i], sz[i], (unsigned)i * 7 + 1) || !lg_tail_ok(p[i], us[i]))
+                vt_fail("remap: a fresh block lost its stamp");
+            free(p[i]);
+        }
+    vt_report("allocs", "%ld", allocs);
+    return NULL;
+}
+
+static int sc_remap(void)
+{
+    pthread_t g, c;
+    if (pthread_create(&g, NULL, remap_grower, NULL) != 0 || pthread_create(&c, NULL, remap_churner, NULL) != 0)
+        vt_fail("pthread_create");
+    lc_sleep_ms((long)(vt_seconds(1.5) * 1000));
+    atomic_store(&rm_stop, 1);
+    pthread_join(g, NULL);
+    pthread_join(c, NULL);
+    struct hakmem_stats st;
+    vt_stats(&st);
+    vt_report("large_live", "%llu", (unsigned long long)st.large_live);
+    if (st.large_live != 0)
+        vt_fail("large_live is %llu after every large block was freed", (unsigned long long)st.large_live);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* table */
+
+#define TB_THREADS 8
+#define TB_BLOCKS 600
+
+static pthread_barrier_t tb_barrier;
+static _Atomic int tb_stop;
+
+static void *table_thread(void *arg)
+{
+    unsigned me = (unsigned)(uintptr_t)arg;
+    void **p = vt_map(TB_BLOCKS * sizeof(void *));
+    size_t *sz = vt_map(TB_BLOCKS * sizeof(size_t));
+    uint32_t seed = 0x51ed27u + me * 0x1000193u;
+    for (int round = 0;; round++) {
+        /* Everybody starts a round together, so the table grows while
+         * all of them insert; main decides before this barrier whether
+         * there is one more. */
+        pthread_barrier_wait(&tb_barrier);
+        if (atomic_load(&tb_stop))
+            break;
+        /* Every other new block, the one before it grows by realloc (a
+         * move, mostly): entries are re-keyed while all threads insert. */
+        for (int i = 0; i < TB_BLOCKS; i++) {
+            sz[i] = 33 * 1024 + (vt_xorshift(&seed) % 32) * 4096;
+            p[i] = malloc(sz[i]);
+            if (!p[i])
+                vt_fail("table: malloc(%zu) failed", sz[i]);
+            lg_stamp(p[i], sz[i], me * 100000 + (unsigned)i);
+            if (i % 2 == 0)
+                continue;
+            size_t nsz = sz[i - 1] * 2 + (vt_xorshift(&seed) % 16) * 4096;
+            void *q = realloc(p[i - 1], nsz);
+            if (!q)
+                vt_fail("table: realloc(%zu -> %zu) failed", sz[i - 1], nsz);
+            if (!lg_ok(q, sz[i - 1], me * 100000 + (unsigned)(i - 1)))
+                vt_fail("table: realloc lost the block's contents");
+            p[i - 1] = q;
+            sz[i - 1] = nsz;
+            lg_stamp(q, nsz, me * 100000 + (unsigned)(i - 1));
+        }
+        for (int i = 0; i < TB_BLOCKS; i++) {
+            if (!lg_ok(p[i], sz[i], me * 100000 + (unsigned)i))
+                vt_fail("table: round %d, block %d (%zu bytes) lost its stamp", round, i, sz[i]);
+            if (malloc_usable_size(p[i]) < sz[i])
+                vt_fail("table: malloc_usable_size %zu < %zu", malloc_usable_size(p[i]), sz[i]);
+        }
+        for (int i = 0; i < TB_BLOCKS; i++)
+            free(p[i]);
+        pthread_barrier_wait(&tb_barrier); /* round over */
+    }
+    munmap(p, TB_BLOCKS * sizeof(void *));
+    munmap(sz, TB_BLOCKS * sizeof(size_t));
+    return NULL;
+}
+
+/* One round in a fresh child of the scenario, so that each starts with an
+ * empty table and grows it from its smallest size, with all the threads
+ * inserting at once. */
+static int table_child(void)
+{
+    pthread_t t[TB_THREADS];
+    pthread_barrier_init(&tb_barrier, NULL, TB_THREADS + 1);
+    for (int i = 0; i < TB_THREADS; i++)
+        if (pthread_create(&t[i], NULL, table_thread, (void *)(uintptr_t)i) != 0)
+            vt_fail("pthread_create");
+    pthread_barrier_wait(&tb_barrier); /* start */
+    pthread_barrier_wait(&tb_barrier); /* round over */
+    atomic_store(&tb_stop, 1);
+    pthread_barrier_wait(&tb_barrier); /* stop */
+    for (int i = 0; i < TB_THREADS; i++)
+        pthread_join(t[i], NULL);
+    struct hakmem_stats st;
+    vt_stats(&st);
+    if (st.large_live != 0)
+        vt_fail("large_live is %llu after every large block was freed", (unsigned long long)st.large_live);
+    return 0;
+}
+
+static int sc_table(void)
+{
+    double end = vt_now() + vt_seconds(1.5);
+    int rounds = 0;
+    do {
+        pid_t pid = fork();
+        if (pid < 0)
+            vt_fail("fork: %s", strerror(errno));
+        if (pid == 0)
+            _exit(table_child());
+        int st;
+        int w = lc_wait_child(pid, 20, &st);
+        if (w == -1)
+            vt_fail("round %d: the large-block table hung (no progress in 20 s)", rounds);
+        if (w != 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            vt_fail("round %d ended with %s", rounds, vt_status_str(st));
+        rounds++;
+    } while (vt_now() < end);
+    vt_report("rounds", "%d", rounds);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* moves: the table's bookkeeping of realloc moves, in one thread. */
+
+#define MV_BLOCKS 255
+#define MV_ROUNDS 6
+
+static int sc_moves(void)
+{
+    static void *p[MV_BLOCKS];
+    static size_t sz[MV_BLOCKS];
+    long moves = 0;
+    for (int i = 0; i < MV_BLOCKS; i++) {
+        sz[i] = 40960 - 100;
+        p[i] = malloc(sz[i]);
+        if (!p[i])
+            vt_fail("moves: malloc failed");
+        lg_stamp(p[i], sz[i], (unsigned)i);
+    }
+    /* Each block grows four times by doubling: its neighbours sit right
+     * behind it, so most of the growths move it. A move re-keys the
+     * block's entry without making room first. */
+    for (int r = 0; r < MV_ROUNDS; r++)
+        for (int i = 0; i < MV_BLOCKS; i++) {
+            size_t nsz = (sz[i] + 100) * 2 - 100;
+            void *q = realloc(p[i], nsz);
+            if (!q)
+                vt_fail("moves: realloc(%zu -> %zu) failed", sz[i], nsz);
+            if (!lg_ok(q, sz[i], (unsigned)i))
+                vt_fail("moves: realloc lost the block's contents");
+            moves += q != p[i];
+            p[i] = q;
+            sz[i] = nsz;
+            lg_stamp(q, nsz, (unsigned)i);
+        }
+    vt_report("moves", "%ld", moves);
+    /* Lookups: every block is found with its size; a pointer inside one
+     * (not a block hakmem handed out) is answered "not ours", promptly. */
+    for (int i = 0; i < MV_BLOCKS; i++) {
+        if (vt_owns(p[i]) != 1 || malloc_usable_size(p[i]) < sz[i])
+            vt_fail("moves: block %d (%zu bytes) is not known with its size", i, sz[i]);
+        if (vt_owns((char *)p[i] + 4096) != 0)
+            vt_fail("moves: a pointer inside block %d passes for a block", i);
+    }
+    for (int i = 0; i < MV_BLOCKS; i++) {
+        if (!lg_ok(p[i], sz[i], (unsigned)i))
+            vt_fail("moves: block %d lost its stamp", i);
+        free(p[i]);
+    }
+    struct hakmem_stats st;
+    vt_stats(&st);
+    if (st.large_live != 0)
+        vt_fail("large_live is %llu after every large block was freed", (unsigned long long)st.large_live);
+    return 0;
+}
+
+static const struct vt_scenario scenarios[] = {
+    {"remap", sc_remap, 0},
+    {"table", sc_table, 0},
+    {"moves", sc_moves, 0},
+    {NULL, NULL, 0},
+};
+
+/* ------------------------------------------------------------------------ */
+/* Parent. */
+
+/* Without the large-block cache every free unmaps and every allocation
+ * maps afresh, which is where a moved block's old range is taken again. */
+#define LC_NO_LARGE_CACHE "HAKMEM_LARGE_CACHE_MB=0"
+static const struct vt_mode all_modes[] = {
+    {VT_FAST, {NULL}},
+    {VT_FAST, {LC_NO_LARGE_CACHE}},
+    {VT_LEAN, {LC_LEAN_ON, LC_BUDGET0, LC_DONTNEED, LC_NO_LARGE_CACHE}},
+    {VT_DEBUG, {LC_LEAN_OFF, LC_NO_LARGE_CACHE}},
+};
+#define NMODES (sizeof all_modes / sizeof all_modes[0])
+static struct lc_modes modes;
+
+START_TEST(test_remap)
+{
+    const struct vt_mode *m = modes.m[_i];
+    struct vt_result *r = malloc(sizeof *r);
+    vt_spawn(m->variant, "remap", m->env, (unsigned)(vt_seconds(1.5) + 30), r);
+    printf("%s %lld reallocs, %lld fresh blocks\n", r->desc, (long long)vt_num(r, "reallocs", NULL),
+           (long long)vt_num(r, "allocs", NULL));
+    lc_assert_clean(r, "realloc by mremap while another thread maps");
+    free(r);
+}
+END_TEST
+
+START_TEST(test_table)
+{
+    const struct vt_mode *m = modes.m[_i];
+    struct vt_result *r = malloc(sizeof *r);
+    vt_spawn(m->variant, "table", m->env, (unsigned)(vt_seconds(1.5) + 60), r);
+    printf("%s %s rounds\n", r->desc, vt_str(r, "rounds") ? vt_str(r, "rounds") : "?");
+    lc_assert_clean(r, "large-block table growth under concurrency");
+    free(r);
+}
+END_TEST
+
+START_TEST(test_moves)
+{
+    const struct vt_mode *m = modes.m[_i];
+    struct vt_result *r = malloc(sizeof *r);
+    vt_spawn(m->variant, "moves", m->env, 60, r);
+    printf("%s %lld moves\n", r->desc, (long long)vt_num(r, "moves", NULL));
+    lc_assert_clean(r, "realloc moves without allocations");
+    free(r);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && strcmp(argv[1], "--scenario") == 0)
+        return vt_scenario_main(scenarios, argv[2]);
+    vt_require_builddir();
+    lc_note_missing();
+    lc_select(all_modes, NMODES, &modes);
+    if (!modes.n) {
+        printf("SKIP: no library to test\n");
+        return VT_EXIT_SKIP;
+    }
+    Suite *s = suite_create("lifecycle_large");
+    TCase *tc = tcase_create("remap");
+    tcase_set_timeout(tc, vt_seconds(1.5) + 40);
+    tcase_add_loop_test(tc, test_remap, 0, modes.n);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("table");
+    tcase_set_timeout(tc, vt_seconds(1.5) + 70);
+    tcase_add_loop_test(tc, test_table, 0, modes.n);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("moves");
+    tcase_set_timeout(tc, 70);
+    tcase_add_loop_test(tc, test_moves, 0, modes.n);
+    suite_add_tcase(s, tc);
+    return lc_run_suite(s);
+}

@@ -185,7 +185,9 @@ void hk_heap_fork_child(void)
     atomic_store(&g_fork_pending, 0);
     for (hk_heap_t *h = atomic_load(&g_heap_all); h; h = h->all_next)
         atomic_store_explicit(&h->lock, 0, memory_order_relaxed);
-    pthread_mutex_init(&g_heap_pool_lock, NULL);
+    /* The forking thread holds it (prepare): unlock, do not re-initialise
+     * a locked mutex (undefined). */
+    pthread_mutex_unlock(&g_heap_pool_lock);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -675,7 +677,8 @@ static bool slab_carve(hk_slab_t *s, hk_superslab_t *ss)
             hk_debug_junk_fill((hk_block_t *)(start + (size_t)i * s->block_size), s->block_size);
     }
     s->reserved = (uint16_t)(s->reserved + n);
-    s->carved_end = (uint32_t)s->reserved * s->block_size;
+    /* Read by other threads' frees (hk_slab_is_block_start). */
+    __atomic_store_n(&s->carved_end, (uint32_t)s->reserved * s->block_size, __ATOMIC_RELEASE);
     return true;
 }
 

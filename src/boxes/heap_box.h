@@ -136,8 +136,11 @@ enum { HK_MISUSE_INVALID = 1, HK_MISUSE_DOUBLE = 2 };
 HK_INLINE bool hk_slab_is_block_start(const hk_slab_t *slab, uintptr_t a)
 {
     uint32_t off = (uint32_t)(a & (HK_SLAB_SIZE - 1));
-    uint32_t low = (uint32_t)((uint64_t)off * slab->div_magic);
-    return low < slab->div_magic && off < slab->carved_end;
+    /* Written by the owner while other threads free into the slab. */
+    uint32_t magic = __atomic_load_n(&slab->div_magic, __ATOMIC_RELAXED);
+    uint32_t low = (uint32_t)((uint64_t)off * magic);
+    uint32_t carved = __atomic_load_n(&slab->carved_end, __ATOMIC_RELAXED);
+    return (low < magic) & (off < carved); /* one branch for both */
 }
 
 /* slabs[i] is at byte offset 128 + 128 * i of the superslab; computed as

@@ -550,4 +550,4 @@ void hk_large_count(hk_large_count_t *c)
 
 void hk_large_fork_prepare(void) { pthread_mutex_lock(&g_large_lock); }
 void hk_large_fork_parent(void) { pthread_mutex_unlock(&g_large_lock); }
-void hk_large_fork_child(void) { pthread_mutex_init(&g_large_lock, NULL); }
+void hk_large_fork_child(void) { pthread_mutex_unlock(&g_large_lock); } /* held since prepare */

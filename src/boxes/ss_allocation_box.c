@@ -252,7 +252,7 @@ static void abandoned_unlink(hk_superslab_t *ss)
     if (ss->prev)
         ss->prev->next = ss->next;
     else
-        g_abandoned = ss->next;
+        __atomic_store_n(&g_abandoned, ss->next, __ATOMIC_RELAXED); /* peeked without the lock */
     if (ss->next)
         ss->next->prev = ss->prev;
     ss->next = ss->prev = NULL;
@@ -323,7 +323,7 @@ void superslab_reclaim_abandoned(bool (*collect)(hk_superslab_t *ss), unsigned m
     if (kept) {
         hk_superslab_t *t = g_abandoned;
         if (!t) {
-            g_abandoned = kept;
+            __atomic_store_n(&g_abandoned, kept, __ATOMIC_RELAXED);
         } else {
             while (t->next)
                 t = t->next;
@@ -373,6 +373,8 @@ void superslab_fork_parent(void)
 
 void superslab_fork_child(void)
 {
-    pthread_mutex_init(&g_abandon_lock, NULL);
-    pthread_mutex_init(&g_cache_lock, NULL);
+    /* Both held since prepare by this very thread: unlock (re-initialising
+     * a locked mutex is undefined). */
+    pthread_mutex_unlock(&g_cache_lock);
+    pthread_mutex_unlock(&g_abandon_lock);
 }

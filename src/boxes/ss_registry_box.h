@@ -27,7 +27,7 @@ HK_INLINE unsigned hk_registry_kind(uintptr_t addr)
     uintptr_t idx = addr >> HK_SS_SHIFT;
     if (HK_UNLIKELY(idx >= g_hk_reg_limit))
         return HK_REG_NONE;
-    return g_hk_reg_map[idx];
+    return __atomic_load_n(&g_hk_reg_map[idx], __ATOMIC_RELAXED); /* set by other threads */
 }
 
 /* Reserve the map. 0 on success, -1 if the address space is not there. */

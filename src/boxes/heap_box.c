@@ -39,6 +39,8 @@ uintptr_t g_hk_key[2];
 /* Notifications an owner may leave undrained before the thread that sends
  * the next one drains them for it (an owner that stopped allocating). */
 #define HK_HELP_AFTER 16
+/* Abandoned superslabs a heap adopts at most while it looks for a slab. */
+#define HK_ADOPT_PER_SLAB 8
 
 static inline void cpu_relax(void) { __builtin_ia32_pause(); }
 
@@ -330,13 +332,30 @@ static void heap_help(hk_heap_t *h);
 static inline bool heap_has_owner(const hk_heap_t *h) { return h != &g_shared_heap; }
 static bool heap_adopt_on_free(hk_superslab_t *ss, hk_block_t *b);
 
+/* Frees into abandoned superslabs that a thread made without adopting:
+ * every HK_ORPHAN_RECLAIM_EVERY of them it collects what was freed into a
+ * few abandoned superslabs and gives back those now empty, so memory freed
+ * into an exited thread's superslabs comes back while the frees go on. */
+#define HK_ORPHAN_RECLAIM_EVERY 256
+#define HK_ORPHAN_RECLAIM_SS 2
+static __thread uint32_t hk_tls_orphan_frees;
+static bool ss_collect_orphan(hk_superslab_t *ss);
+
+static HK_NOINLINE void orphan_free_tick(void)
+{
+    if (++hk_tls_orphan_frees % HK_ORPHAN_RECLAIM_EVERY == 0)
+        superslab_reclaim_abandoned(ss_collect_orphan, HK_ORPHAN_RECLAIM_SS, false);
+}
+
 void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner)
 {
     hk_superslab_t *ss = hk_ss_of(b);
     /* No owner: the superslab was abandoned (or its thread is exiting right
-     * now). A thread with a heap takes it over, so that what it frees there
-     * is reused at once instead of waiting for some heap to need memory. */
-    if (HK_UNLIKELY(owner == NULL) && heap_adopt_on_free(ss, b))
+     * now). A thread whose heap needs memory takes it over, so that what it
+     * frees there is reused at once; other threads free remotely and now
+     * and then collect a few abandoned superslabs (orphan_free_tick). */
+    bool orphan = owner == NULL;
+    if (HK_UNLIKELY(orphan) && heap_adopt_on_free(ss, b))
         return;
     hk_slab_t *slab = hk_slab_of(ss, (uintptr_t)b);
     uintptr_t t = b->tag; /* hk_block_secret(b): the fast path just set it */
@@ -361,6 +380,8 @@ void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner)
         /* The common case: nothing of the slab is touched after the CAS. */
         if (gated)
             notify_end();
+        if (HK_UNLIKELY(orphan))
+            orphan_free_tick();
         return;
     }
 
@@ -760,8 +781,12 @@ static bool heap_adopt_on_free(hk_superslab_t *ss, hk_block_t *b)
     if (h == &g_hk_heap_empty || h == &g_hk_heap_exited)
         return false;
     heap_lock(h);
-    /* We hold a live block of ss, so it cannot be released meanwhile. */
-    bool taken = superslab_adopt_this(ss);
+    /* Only a heap without unused slabs of its own takes it (we hold a live
+     * block of ss, so it cannot be released meanwhile): a heap that adopted
+     * whatever it freed into would hoard superslabs of unused slabs while
+     * the others map new ones (a server whose threads are replaced ran at
+     * 4 x the peak RSS that way). */
+    bool taken = (!h->ss_list || h->ss_list->free_mask == 0) && superslab_adopt_this(ss);
     if (taken) {
         h->hold++;
         heap_adopt(h, ss);
@@ -777,15 +802,18 @@ static bool heap_adopt_on_free(hk_superslab_t *ss, hk_block_t *b)
  * else an adopted or new superslab. NULL when out of memory. */
 static hk_slab_t *heap_new_slab(hk_heap_t *h, unsigned cls)
 {
+    /* No unused slab of our own: abandoned superslabs first (a few, each
+     * with its unused slabs and partly free slabs of every class), then a
+     * new one. */
     hk_superslab_t *ss = h->ss_list;
-    if (!ss || ss->free_mask == 0) {
+    for (int n = 0; n < HK_ADOPT_PER_SLAB && (!ss || ss->free_mask == 0); n++) {
         hk_superslab_t *adopted = superslab_adopt();
-        if (adopted) {
-            heap_adopt(h, adopted);
-            if (h->cur[cls] != &g_hk_slab_empty)
-                return h->cur[cls];
-            ss = h->ss_list;
-        }
+        if (!adopted)
+            break;
+        heap_adopt(h, adopted);
+        if (h->cur[cls] != &g_hk_slab_empty)
+            return h->cur[cls];
+        ss = h->ss_list;
     }
     if (!ss || ss->free_mask == 0) {
         ss = superslab_acquire();

@@ -891,6 +891,23 @@ void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls)
     return p;
 }
 
+/* LEAN: a superslab whose slabs are all empty, kept only as the last slab
+ * of their classes, goes back whole: the kept slabs would otherwise pin
+ * 2 MiB for a few classes that may never be used again (a burst freed at
+ * once). Owner only (class lists). */
+static void heap_release_idle_superslab(hk_heap_t *h, hk_superslab_t *ss)
+{
+    for (int i = 1; i < HK_SLABS_PER_SS; i++)
+        if (!(ss->free_mask & (1u << i)) && (hk_slab_used(&ss->slabs[i]) & ~HK_USED_PARKED) != 0)
+            return; /* a live block: the superslab stays anyway */
+    h->hold++;
+    for (int i = 1; i < HK_SLABS_PER_SS; i++)
+        if (!(ss->free_mask & (1u << i)) && !ss->slabs[i].parked)
+            slab_release(h, ss, &ss->slabs[i]);
+    h->hold--;
+    heap_trim_empty(h, ss_heap_keep_empty());
+}
+
 /* A free into a slab the owner holds the lock of: the fast path's work, and
  * what follows when the slab was parked or is now empty. */
 static void slab_free_locked(hk_heap_t *h, hk_slab_t *slab, hk_block_t *b)
@@ -909,10 +926,17 @@ static void slab_free_locked(hk_heap_t *h, hk_slab_t *slab, hk_block_t *b)
     if (hk_slab_used(slab) == 0) {
         /* Hysteresis: keep the last slab of a class, so a class that empties
          * and refills in a loop does not churn slabs; in LEAN, not when the
-         * footprint is over budget. */
-        if (h->cur[slab->cls] == slab && slab->next == NULL && !(config_lean && ss_should_decommit_slab()))
+         * footprint is over budget, nor when only such kept slabs would
+         * hold their superslab (heap_release_idle_superslab). */
+        hk_superslab_t *ss = hk_ss_of(slab);
+        if (h->cur[slab->cls] == slab && slab->next == NULL && !(config_lean && ss_should_decommit_slab())) {
+            /* (Not in the debug build: a kept slab keeps the junk of its
+             * freed blocks, the evidence of a write after free.) */
+            if (config_lean && !config_debug && ss_mem_lean_enabled())
+                heap_release_idle_superslab(h, ss);
             return;
-        slab_release(h, hk_ss_of(slab), slab);
+        }
+        slab_release(h, ss, slab);
     }
 }
 
@@ -1067,6 +1091,14 @@ void hk_heap_count_superslabs(hk_ss_count_t *c)
 void hk_free_misuse(void *p, int kind)
 {
     int saved = errno;
+    /* Not a block start of its slab now: if the slab went back to its
+     * superslab after the block was freed, the block still carries its free
+     * tag (until its pages are given back): a double free, said as such.
+     * The memory is ours (the registry says so) and is only read. */
+    if (kind == HK_MISUSE_INVALID && ((uintptr_t)p & 15) == 0 && ((uintptr_t)p & HK_SS_MASK) >= HK_SLAB_SIZE &&
+        __atomic_load_n(&hk_slab_of(hk_ss_of(p), (uintptr_t)p)->div_magic, __ATOMIC_RELAXED) == 0 &&
+        ((hk_block_t *)p)->tag == hk_block_secret(p))
+        kind = HK_MISUSE_DOUBLE; /* (in a slab now in use by another class, an old tag means nothing) */
     if (kind == HK_MISUSE_DOUBLE)
         hk_report_misuse("double free", p, "block is already free");
     else

@@ -78,17 +78,23 @@ __attribute__((noreturn)) void hk_free_list_corrupt(const void *block, uintptr_t
 /* Follow the link of free block b, whose secret is t: the next block, or
  * NULL. b must carry its tag, and the next block must lie in b's slab (a
  * block there that is not free is caught by its tag when it is popped in
- * turn). One compare each; the end of a list takes the unlikely branch. */
+ * turn). The link is stored as next ^ b ^ t, so that decoding gives the
+ * distance bits next ^ b, and "same slab" is one compare of them; the end
+ * of a list (next ^ b == b) takes the unlikely branch. */
 HK_INLINE hk_block_t *hk_link_next(const hk_block_t *b, uintptr_t t)
 {
-    uintptr_t nx = b->link ^ t;
-    if (HK_UNLIKELY(((nx ^ (uintptr_t)b) >> HK_SLAB_SHIFT) != 0 || b->tag != t)) {
-        if (nx != 0 || b->tag != t)
-            hk_free_list_corrupt(b, nx);
+    uintptr_t d = b->link ^ t;
+    if (HK_UNLIKELY(d >= HK_SLAB_SIZE || b->tag != t)) {
+        if ((d ^ (uintptr_t)b) != 0 || b->tag != t)
+            hk_free_list_corrupt(b, d ^ (uintptr_t)b);
+        return NULL;
     }
-    return (hk_block_t *)nx;
+    return (hk_block_t *)(d ^ (uintptr_t)b);
 }
-HK_INLINE uintptr_t hk_link_encode(const hk_block_t *b, uintptr_t t, const hk_block_t *next) { return (uintptr_t)next ^ t; }
+HK_INLINE uintptr_t hk_link_encode(const hk_block_t *b, uintptr_t t, const hk_block_t *next)
+{
+    return (uintptr_t)next ^ (uintptr_t)b ^ t;
+}
 
 /* slab->used is the owner's counter; a helper holding the heap lock reads
  * and writes it on parked slabs only. The owner's free fast path reads it

@@ -573,7 +573,6 @@ static void heap_flush_pending(hk_heap_t *h, bool force)
 #define HK_SWEEP_ABANDONED 8
 static _Atomic uint32_t g_next_sweep_ms;
 static __thread uint32_t hk_tls_slow_calls;
-static bool ss_collect_orphan(hk_superslab_t *ss);
 
 static void heap_sweep(hk_heap_t *self)
 {

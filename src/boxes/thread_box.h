@@ -1,5 +1,5 @@
 /* thread_box: process and thread lifecycle.
- * Owns: one-time global initialisation (registry, settings, secret cookie,
+ * Owns: one-time global initialisation (registry, settings, free-list secrets,
  * prewarm), the thread-exit hook (a pthread key whose destructor abandons
  * the thread's heap), and the fork handlers that keep every lock consistent
  * across fork().

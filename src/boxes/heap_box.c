@@ -565,8 +565,8 @@ static void heap_flush_pending(hk_heap_t *h, bool force)
 
 /* From any thread's slow path (every 64th of a thread), at most every
  * settle interval for the whole process: work nobody else would do soon.
- * LEAN: flush the due decommits of other heaps whose lock is free (an
- * owner that went idle right after freeing). Every build: collect what was
+ * LEAN: help other heaps with decommits waiting whose lock is free (an
+ * owner that went idle right after freeing): heap_help. Every build: collect what was
  * freed into a few abandoned superslabs, and give back those now empty
  * (a thread without a heap of its own freed an exited thread's blocks). */
 #define HK_SWEEP_EVERY 64
@@ -586,18 +586,9 @@ static void heap_sweep(hk_heap_t *self)
     superslab_reclaim_abandoned(ss_collect_orphan, HK_SWEEP_ABANDONED, false);
     if (!config_lean)
         return;
-    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next) {
-        if (h == self || !__atomic_load_n(&h->pending_since_ms, __ATOMIC_RELAXED))
-            continue;
-        if (!heap_trylock(h))
-            continue;
-        if (h->alive) {
-            h->foreign = heap_has_owner(h);
-            heap_flush_pending(h, false);
-            h->foreign = 0;
-        }
-        heap_unlock(h);
-    }
+    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next)
+        if (h != self && __atomic_load_n(&h->pending_since_ms, __ATOMIC_RELAXED))
+            heap_help(h);
 }
 
 /* Taking a slab over (adoption, its own thread's exit, malloc_trim of an

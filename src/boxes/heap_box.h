@@ -8,9 +8,10 @@
  * owner through the heap's notification stack (HK_TF_FULL -> NOTIFYING).
  * A slab whose blocks all came back is returned to its superslab (except the
  * last slab of a class: hysteresis); an empty superslab goes to
- * superslab_free(). An exiting thread abandons its superslabs; any heap may
- * adopt them, and a thread that frees into an abandoned superslab adopts it
- * at once.
+ * superslab_free(). An exiting thread abandons its superslabs; a heap that
+ * needs memory adopts them (also a thread that frees into one while its own
+ * heap has no unused slab); other frees into them collect a few now and
+ * then, so that empty ones go back.
  *
  * Heap lock: everything of a heap except what the fast paths touch (the
  * class-list heads and the slabs on them) is guarded by heap->lock. The

@@ -156,19 +156,5 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-    if (argc >= 3 && strcmp(argv[1], "--scenario") == 0)
-        return vt_scenario_main(scenarios, argv[2]);
-    vt_require_builddir();
-    lc_note_missing();
-    lc_select(all_modes, NMODES, &modes);
-    if (!modes.n) {
-        printf("SKIP: no library to test\n");
-        return VT_EXIT_SKIP;
-    }
-    Suite *s = suite_create("lifecycle_adopt");
-    TCase *tc = tcase_create("adopt");
-    tcase_set_timeout(tc, 70);
-    tcase_add_loop_test(tc, test_adopt, 0, modes.n);
-    suite_add_tcase(s, tc);
-    return lc_run_suite(s);
+    return lc_main(argc, argv, scenarios, all_modes, NMODES, &modes, "lifecycle_adopt", "adopt", test_adopt, 1, 70);
 }

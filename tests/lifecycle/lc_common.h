@@ -126,6 +126,34 @@ __attribute__((unused)) static long lc_mode_budget_mb(const struct vt_mode *m)
     } while (0)
 
 /* Run the suite; 1 if any test failed. */
+static int lc_run_suite(Suite *s);
+
+/* main() of a program with one test case, run once for every (mode, i <
+ * per_mode) pair: as a scenario child, run the scenario; as the parent,
+ * keep the modes whose library is built (exit 77 if none) and run the
+ * suite. */
+__attribute__((unused)) static int lc_main(int argc, char **argv, const struct vt_scenario *scenarios,
+                                           const struct vt_mode *all, size_t n, struct lc_modes *modes,
+                                           const char *suite, const char *tcase, const TTest *test,
+                                           int per_mode, int timeout_s)
+{
+    if (argc >= 3 && strcmp(argv[1], "--scenario") == 0)
+        return vt_scenario_main(scenarios, argv[2]);
+    vt_require_builddir();
+    lc_note_missing();
+    lc_select(all, n, modes);
+    if (!modes->n) {
+        printf("SKIP: no library to test\n");
+        return VT_EXIT_SKIP;
+    }
+    Suite *s = suite_create(suite);
+    TCase *tc = tcase_create(tcase);
+    tcase_set_timeout(tc, timeout_s);
+    tcase_add_loop_test(tc, test, 0, modes->n * per_mode);
+    suite_add_tcase(s, tc);
+    return lc_run_suite(s);
+}
+
 __attribute__((unused)) static int lc_run_suite(Suite *s)
 {
     SRunner *sr = srunner_create(s);

@@ -209,19 +209,5 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-    if (argc >= 3 && strcmp(argv[1], "--scenario") == 0)
-        return vt_scenario_main(scenarios, argv[2]);
-    vt_require_builddir();
-    lc_note_missing();
-    lc_select(all_modes, NMODES, &modes);
-    if (!modes.n) {
-        printf("SKIP: no library to test\n");
-        return VT_EXIT_SKIP;
-    }
-    Suite *s = suite_create("lifecycle_reclaim");
-    TCase *tc = tcase_create("reclaim");
-    tcase_set_timeout(tc, 70);
-    tcase_add_loop_test(tc, test_reclaim, 0, modes.n * (int)NSC);
-    suite_add_tcase(s, tc);
-    return lc_run_suite(s);
+    return lc_main(argc, argv, scenarios, all_modes, NMODES, &modes, "lifecycle_reclaim", "reclaim", test_reclaim, (int)NSC, 70);
 }

@@ -44,14 +44,28 @@ int hakmem_owns(const void *ptr);
 const char *hakmem_version(void);      /* "0.1.0" */
 const char *hakmem_variant(void);      /* "fast", "lean" or "debug" */
 
-/* Counters. Fields are 0 where the build does not maintain them;
- * `stats_built_in` says whether the optional OS counters were compiled in
- * (configure --enable-ss-stats). Always-maintained fields are marked. */
+/* Statistics (README, "Operating hakmem").
+ *
+ * Gauges are kept in every build and are exact; counters (system calls,
+ * decommits, ...) exist only where configure --enable-ss-stats compiled
+ * them in: `stats_built_in` says so, and where it is 0 they read 0 here
+ * and are left out of the printed forms. Sizes are bytes.
+ *
+ * bytes_allocated: bytes of blocks handed out and not freed, counted by
+ * usable size (malloc_usable_size; in the debug library the whole block,
+ * canary included): every small block that its slab's owner has not taken
+ * back, less the blocks other threads freed that wait on the slab's remote
+ * list, plus every live large block's mapping. A block freed by any thread
+ * is not allocated any more the moment free() returns. It is derived on
+ * demand from the allocator's metadata under its locks (no counter on the
+ * fast paths), so it is exact when no other thread allocates or frees
+ * during the call, and otherwise a value the heap had at some instant of
+ * it. */
 struct hakmem_stats {
-    uint64_t stats_built_in;       /* 1 if the OS/superslab counters are built in */
-    uint64_t lean_mode;            /* 1 if LEAN behaviour is active (always maintained) */
-    uint64_t bytes_allocated;      /* live bytes handed out, by usable size (approx.) */
-    uint64_t mmap_calls;
+    uint64_t stats_built_in;       /* 1 if the counters are built in */
+    uint64_t lean_mode;            /* 1 if LEAN behaviour is active */
+    uint64_t bytes_allocated;      /* in use, by usable size (see above) */
+    uint64_t mmap_calls;           /* counters: 0 unless stats_built_in */
     uint64_t munmap_calls;
     uint64_t mremap_calls;
     uint64_t madvise_calls;
@@ -60,26 +74,54 @@ struct hakmem_stats {
     uint64_t mmap_failures;
     uint64_t lean_decommit;        /* g_ss_lean_decommit_calls */
     uint64_t lean_retire;          /* g_ss_lean_retire_calls */
-    uint64_t ss_live;              /* superslabs in use */
+    uint64_t ss_live;              /* gauges: superslabs in use (owned or abandoned) */
     uint64_t ss_live_peak;
     uint64_t ss_cached;            /* empty superslabs kept committed */
     uint64_t ss_decommitted;       /* empty superslabs kept, pages given back */
-    uint64_t bytes_mapped;         /* address space mapped by hakmem (always maintained) */
+    uint64_t bytes_mapped;         /* address space mapped (superslabs, large blocks, metadata) */
     uint64_t bytes_mapped_peak;
-    uint64_t bytes_committed;      /* estimate of hakmem's resident footprint */
+    uint64_t bytes_committed;      /* mapped and not given back */
     uint64_t bytes_committed_peak;
-    uint64_t large_live;           /* large objects in use */
+    uint64_t large_live;           /* large blocks in use */
     uint64_t large_cached_bytes;   /* freed large ranges kept for reuse */
+    /* Added later (a caller passing the older, shorter size gets the fields
+     * above only). */
+    uint64_t bytes_active;         /* pages of slabs in use that hold or held blocks,
+                                      plus live large blocks */
+    uint64_t bytes_resident;       /* estimate of what is resident: active, cached,
+                                      superslab headers (Rss may be lower) */
+    uint64_t bytes_cached;         /* kept committed for reuse: empty superslabs,
+                                      freed large ranges */
+    uint64_t bytes_retained;       /* mapped but given back (mapped - committed) */
+    uint64_t large_live_bytes;     /* bytes of live large blocks */
+    uint64_t slabs_in_use;         /* 64 KiB slabs serving a size class */
+    uint64_t heaps_live;           /* thread heaps in use */
+    uint64_t ss_abandoned;         /* superslabs of exited threads not yet adopted */
 };
 
-/* Fill *out (size = sizeof(struct hakmem_stats), for forward compatibility).
- * Returns 0, or -1 with errno EINVAL for a bad argument. Does not allocate. */
+/* Fill *out. size: sizeof(struct hakmem_stats) (or the older size, up to
+ * large_cached_bytes). Returns 0, or -1 with errno EINVAL for a bad
+ * argument. Does not allocate. */
 int hakmem_stats_get(struct hakmem_stats *out, size_t size);
 
-/* Write the counters to file descriptor fd, one `name value` per line,
- * without allocating. (At exit, HAKMEM_SS_OS_STATS=1 prints the same lines
- * to stderr prefixed with `hakmem: stat `.) */
+/* One size class. */
+struct hakmem_class_stats {
+    uint64_t block_size;           /* bytes (the usable size of its blocks) */
+    uint64_t blocks_in_use;
+    uint64_t slabs;
+};
+/* Fill out[0..n-1] for classes 0..n-1 (n may exceed or fall short of the
+ * number of classes); returns the number of classes. Does not allocate. */
+int hakmem_stats_classes(struct hakmem_class_stats *out, size_t n);
+
+/* The human-readable form (sizes with units), written to fd without
+ * allocating. malloc_stats() prints the same to stderr. */
 void hakmem_stats_print(int fd);
+/* The JSON form (keys: README), like snprintf: writes at most size bytes
+ * (NUL included) and returns the length of the whole document. */
+size_t hakmem_stats_json(char *buf, size_t size);
+/* The JSON form written to fd without allocating. */
+void hakmem_stats_print_json(int fd);
 
 #ifdef __cplusplus
 }

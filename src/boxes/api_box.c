@@ -9,6 +9,10 @@
 #include "superslab_stats.h"
 #include "thread_box.h"
 
+#include <fcntl.h>
+#include <strings.h>
+#include <unistd.h>
+
 void *hk_debug_small_alloc(size_t size, size_t align)
 {
     /* Room for at least 8 canary bytes and the stored size. */
@@ -209,6 +213,118 @@ HK_API int hakmem_owns(const void *p)
     if (kind == HK_REG_LARGE)
         return hk_large_usable(p) != 0;
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Statistics. */
+
+void hk_stats_view(hk_stats_view_t *v)
+{
+    hk_census_t c;
+    hk_heap_census(&c);
+    struct hakmem_stats *s = &v->s;
+    hk_stats_fill_gauges(s);
+    uint64_t large = hk_large_live_bytes();
+    s->large_live_bytes = large;
+    s->bytes_allocated = c.allocated + large;
+    s->bytes_active = c.active + large;
+    s->bytes_cached = s->ss_cached * HK_SS_SIZE + s->large_cached_bytes;
+    s->bytes_retained = s->bytes_mapped > s->bytes_committed ? s->bytes_mapped - s->bytes_committed : 0;
+    /* What is touched at most: active pages, what is cached, and two
+     * header pages per superslab; never above committed. */
+    uint64_t res = s->bytes_active + s->bytes_cached + (s->ss_live + s->ss_decommitted) * 2 * HK_PAGE_SIZE;
+    s->bytes_resident = res < s->bytes_committed ? res : s->bytes_committed;
+    s->slabs_in_use = c.slabs;
+    s->heaps_live = c.heaps_live;
+    s->ss_abandoned = c.ss_abandoned;
+    for (unsigned k = 0; k < HK_NUM_CLASSES; k++) {
+        v->cls[k].block_size = hk_class_size(k);
+        v->cls[k].blocks_in_use = c.cls_blocks[k];
+        v->cls[k].slabs = c.cls_slabs[k];
+    }
+}
+
+HK_API int hakmem_stats_get(struct hakmem_stats *out, size_t size)
+{
+    /* Callers built against the first, shorter struct get its fields. */
+    if (!out || size < offsetof(struct hakmem_stats, bytes_active)) {
+        errno = EINVAL;
+        return -1;
+    }
+    hk_stats_view_t v;
+    hk_stats_view(&v);
+    memcpy(out, &v.s, size < sizeof v.s ? size : sizeof v.s);
+    return 0;
+}
+
+HK_API int hakmem_stats_classes(struct hakmem_class_stats *out, size_t n)
+{
+    if (n) {
+        hk_stats_view_t v;
+        hk_stats_view(&v);
+        for (size_t k = 0; k < n; k++) {
+            if (k < HK_NUM_CLASSES)
+                out[k] = v.cls[k];
+            else
+                memset(&out[k], 0, sizeof out[k]);
+        }
+    }
+    return HK_NUM_CLASSES;
+}
+
+static void stats_to_fd(int fd, bool json)
+{
+    int saved = errno;
+    hk_stats_view_t v;
+    hk_out_t o;
+    hk_stats_view(&v);
+    hk_out_init_fd(&o, fd);
+    if (json)
+        hk_stats_write_json(&o, &v);
+    else
+        hk_stats_write_human(&o, &v);
+    hk_out_flush(&o);
+    errno = saved;
+}
+
+HK_API void hakmem_stats_print(int fd) { stats_to_fd(fd, false); }
+HK_API void hakmem_stats_print_json(int fd) { stats_to_fd(fd, true); }
+
+HK_API size_t hakmem_stats_json(char *buf, size_t size)
+{
+    hk_stats_view_t v;
+    hk_out_t o;
+    hk_stats_view(&v);
+    hk_out_init_buf(&o, buf, size);
+    hk_stats_write_json(&o, &v);
+    return hk_out_flush(&o);
+}
+
+void hk_stats_at_exit(void)
+{
+    const char *how = hk_opt_str(HK_OPT_STATS);
+    bool human = hk_opt(HK_OPT_SS_OS_STATS) != 0;
+    if (!human && !*how)
+        return;
+    int saved = errno;
+    if (human || strcasecmp(how, "human") == 0)
+        stats_to_fd(2, false);
+    if (strcasecmp(how, "json") == 0) {
+        stats_to_fd(2, true);
+    } else if (*how && strcasecmp(how, "human") != 0) {
+        /* A file for the JSON form. */
+        int fd = open(how, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            hk_msg_t m = {.len = 0};
+            hk_msg_str(&m, "hakmem: warning: HAKMEM_STATS: cannot write ");
+            hk_msg_str(&m, how);
+            hk_msg_flush(&m);
+        } else {
+            stats_to_fd(fd, true);
+            close(fd);
+        }
+    }
+    errno = saved;
 }
 
 HK_API const char *hakmem_version(void) { return PACKAGE_VERSION; }

@@ -26,6 +26,14 @@ void *hk_calloc_slow(size_t total);
 void *hk_realloc_impl(void *p, size_t size);
 size_t hk_usable_other(void *p, unsigned kind);
 
+/* Statistics: ask every box that owns metadata (heaps and abandoned
+ * superslabs, large blocks, the gauges) for one snapshot. */
+struct hk_stats_view;
+void hk_stats_view(struct hk_stats_view *v);
+/* At exit: HAKMEM_SS_OS_STATS=1 prints the human form to stderr,
+ * HAKMEM_STATS=json the JSON form, HAKMEM_STATS=FILE the JSON into FILE. */
+void hk_stats_at_exit(void);
+
 HK_INLINE void *hk_api_malloc(size_t size)
 {
     if (config_debug)

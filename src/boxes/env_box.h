@@ -1,8 +1,16 @@
-/* env_box: run-time settings from the environment.
- * Owns: the one table of settings (name, kind, default, bounds), parsing it
- * once, and the verbose dump (HAKMEM_VERBOSE=1).
+/* env_box: run-time settings.
+ * Owns: the one table of settings (variable, key, kind, default, range,
+ * where it applies), their three sources and their precedence:
+ *   HAKMEM_* variable  >  HAKMEM_CONF="key:value,..."  >  the string
+ *   compiled in by ./configure --with-conf=...  >  the built-in default,
+ * the warnings for unknown keys and HAKMEM_* names (with the closest known
+ * name) and for bad values (with the allowed range), and the verbose dump
+ * (HAKMEM_VERBOSE=1).
+ * Values: booleans 1/0, true/false, yes/no, on/off; sizes N with K, M, G
+ * (KB/KiB, ...), a bare number in the setting's unit; LEAN's budget also
+ * `auto` or `N%` of the cgroup's memory limit (cgroup_box).
  * Promises: parsed once on first use, thread-safe, without the heap; a bad
- * value gets one warning line on stderr and the default.
+ * value gets one warning line on stderr and the next source's value.
  * Must not: allocate, or read any other box's state. */
 #ifndef HAKMEM_ENV_BOX_H
 #define HAKMEM_ENV_BOX_H
@@ -20,26 +28,36 @@ typedef enum {
 typedef enum {
     HK_OPT_VERBOSE,          /* HAKMEM_VERBOSE: print every setting at start */
     HK_OPT_SS_MEM_LEAN,      /* HAKMEM_SS_MEM_LEAN: LEAN mode */
-    HK_OPT_LEAN_TARGET_MB,   /* HAKMEM_SS_MEM_LEAN_TARGET_MB: LEAN budget, MiB */
+    HK_OPT_LEAN_TARGET_MB,   /* HAKMEM_SS_MEM_LEAN_TARGET_MB: LEAN budget, MiB (auto, N%) */
     HK_OPT_LEAN_DECOMMIT,    /* HAKMEM_SS_MEM_LEAN_DECOMMIT: FREE|DONTNEED|OFF */
-    HK_OPT_SS_OS_STATS,      /* HAKMEM_SS_OS_STATS: print counters at exit */
+    HK_OPT_SS_OS_STATS,      /* HAKMEM_SS_OS_STATS: print the statistics at exit */
+    HK_OPT_STATS,            /* HAKMEM_STATS: json | human | a file for the JSON, at exit */
     HK_OPT_PREWARM_SS,       /* HAKMEM_PREWARM_SS: whole superslabs prewarmed (FAST) */
     HK_OPT_PREWARM_CLASS_MAX, /* HAKMEM_PREWARM_CLASS_MAX: hot classes prewarmed (FAST), bytes */
     HK_OPT_LARGE_CACHE_MB,   /* HAKMEM_LARGE_CACHE_MB: freed large ranges kept, MiB */
+    HK_OPT_PURGE_DELAY_MS,   /* HAKMEM_PURGE_DELAY_MS: idle memory kept this long (-1 never) */
+    HK_OPT_BACKGROUND,       /* HAKMEM_BACKGROUND: a thread applies the delay */
+    HK_OPT_CGROUP_ROOT,      /* HAKMEM_CGROUP_ROOT: where the cgroup tree is mounted */
     HK_OPT_FAULT_MMAP,       /* HAKMEM_FAULT_MMAP: make the Nth mmap fail (debug) */
     HK_OPT_FAULT_MADVISE,    /* HAKMEM_FAULT_MADVISE: make the Nth madvise fail (debug) */
     HK_OPT_FAULT_MADVISE_ERRNO, /* HAKMEM_FAULT_MADVISE_ERRNO: ENOMEM|EINVAL (debug) */
     HK_OPT_COUNT
 } hk_opt_t;
 
-/* Value of a setting (enums as their index). Parses the environment on the
- * first call. */
+/* Value of a setting (enums as their index; sizes in the setting's unit,
+ * rounded down). Parses the settings on the first call. */
 int64_t hk_opt(hk_opt_t which);
-/* Was the setting given (validly) in the environment? */
+/* A size setting in bytes. */
+int64_t hk_opt_bytes(hk_opt_t which);
+/* A string setting ("" when not given). */
+const char *hk_opt_str(hk_opt_t which);
+/* Was the setting given validly by any source (variable, HAKMEM_CONF, the
+ * compiled-in string)? */
 bool hk_opt_is_set(hk_opt_t which);
 /* Parse now (idempotent); called from the allocator's init. */
 void hk_env_init(void);
-/* Print every setting and its value to stderr (HAKMEM_VERBOSE=1). */
+/* Print the version, the variant and every setting with its value and
+ * source to stderr (HAKMEM_VERBOSE=1). */
 void hk_env_dump(void);
 
 #endif

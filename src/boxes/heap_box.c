@@ -1077,6 +1077,55 @@ void hk_heap_count_superslabs(hk_ss_count_t *c)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Statistics (heap_box.h: hk_census_t says what is counted and why it is
+ * exact). */
+
+static void census_slab(hk_slab_t *s, hk_census_t *c)
+{
+    if (!s->block_size)
+        return;
+    int64_t used = hk_slab_used(s) & ~HK_USED_PARKED;
+    /* Only the holder of the owner's lock (or of the abandoned list's)
+     * takes a remote list: it only grows while we walk it. */
+    hk_block_t *b = HK_TF_LIST(atomic_load_explicit(&s->thread_free, memory_order_acquire));
+    while (b && used > 0) {
+        used--;
+        b = hk_link_next(b, hk_block_secret(b));
+    }
+    c->allocated += (uint64_t)used * s->block_size;
+    c->active += hk_align_up(__atomic_load_n(&s->carved_end, __ATOMIC_RELAXED), HK_PAGE_SIZE);
+    c->slabs++;
+    c->cls_blocks[s->cls] += (uint64_t)used;
+    c->cls_slabs[s->cls]++;
+}
+
+static void census_superslab(hk_superslab_t *ss, void *arg)
+{
+    hk_census_t *c = arg;
+    for (int i = 1; i < HK_SLABS_PER_SS; i++)
+        if (!(ss->free_mask & (1u << i)))
+            census_slab(&ss->slabs[i], c);
+}
+
+void hk_heap_census(hk_census_t *c)
+{
+    memset(c, 0, sizeof *c);
+    /* Lock order as for fork: heap locks in list order, then the
+     * abandoned list's (no superslab moves between them meanwhile). */
+    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next)
+        heap_lock(h);
+    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next) {
+        if (h->alive && heap_has_owner(h))
+            c->heaps_live++;
+        for (hk_superslab_t *ss = h->ss_list; ss; ss = ss->next)
+            census_superslab(ss, c);
+    }
+    c->ss_abandoned = superslab_for_each_abandoned(census_superslab, c);
+    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next)
+        heap_unlock(h);
+}
+
+/* ------------------------------------------------------------------------ */
 
 void hk_free_misuse(void *p, int kind)
 {

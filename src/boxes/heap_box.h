@@ -222,6 +222,26 @@ size_t hk_heap_trim_all(void);
  * holds every lock: hk_heap_fork_prepare). */
 void hk_heap_count_superslabs(hk_ss_count_t *c);
 
+/* Statistics, derived on demand from the metadata (no counter on any fast
+ * path). Every heap lock and the abandoned list's lock are held while the
+ * slabs are walked, so the figures are one consistent snapshot of the
+ * heaps: a slab's blocks in use are `used` (blocks handed out, less those
+ * the owner took back onto its free list) less the blocks on its remote
+ * list (freed by other threads, not collected yet); that list only grows
+ * while the owner's lock is held, so it is walked safely. Exact when no
+ * thread is allocating or freeing at the same moment; otherwise a value
+ * some instant during the walk could have had. */
+typedef struct hk_census {
+    uint64_t allocated;   /* bytes of small blocks in use (block sizes) */
+    uint64_t active;      /* pages of slabs in use that were carved (bytes) */
+    uint64_t slabs;       /* slabs serving a class */
+    uint64_t heaps_live;  /* thread heaps in use */
+    uint64_t ss_abandoned; /* superslabs of exited threads, waiting for adoption */
+    uint64_t cls_blocks[HK_NUM_CLASSES]; /* blocks in use per class */
+    uint64_t cls_slabs[HK_NUM_CLASSES];  /* slabs per class */
+} hk_census_t;
+void hk_heap_census(hk_census_t *c);
+
 /* Thread lifecycle (thread_box calls these). */
 hk_heap_t *hk_heap_thread_init(void);
 void hk_heap_thread_done(hk_heap_t *heap);

@@ -161,7 +161,7 @@ static size_t cache_limit(void)
 {
     size_t lim = (size_t)hk_opt(HK_OPT_LARGE_CACHE_MB) << 20;
     if (ss_mem_lean_enabled() && ss_mem_lean_decommit_mode() != HK_DECOMMIT_OFF) {
-        size_t lean = ((size_t)ss_mem_lean_target_mb() << 20) + (size_t)ss_release_policy_bonus();
+        size_t lean = (size_t)ss_mem_lean_target_bytes() + (size_t)ss_release_policy_bonus();
         if (lean < lim)
             lim = lean;
     }

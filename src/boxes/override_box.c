@@ -63,22 +63,30 @@ HK_EXPORT int __posix_memalign(void **memptr, size_t align, size_t size)
 
 HK_EXPORT int malloc_trim(size_t pad) { return hakmem_malloc_trim(pad); }
 
-/* glibc's mallinfo fields, filled with hakmem's view:
- *  arena    bytes in superslabs in use      hblks/hblkhd  live large blocks, bytes
- *  fordblks empty memory kept for reuse     usmblks       peak bytes mapped
- *  uordblks arena + hblkhd (an upper bound of bytes in use) */
+/* glibc's mallinfo fields, with glibc's meanings, from hakmem's data
+ * (address space only reserved, such as the registry's, is in none):
+ *  arena    bytes of superslabs in use (hakmem's "main arena")
+ *  ordblks  1                                hblks/hblkhd  live large blocks, bytes
+ *  uordblks bytes allocated (in use, small and large, as hakmem_stats_get)
+ *  fordblks free bytes held: superslabs in use and cached, less what is
+ *           in use there; cached large ranges
+ *  keepcost what malloc_trim could give back now (cached bytes)
+ *  usmblks  peak bytes mapped */
 HK_EXPORT struct mallinfo2 mallinfo2(void)
 {
-    struct hakmem_stats s;
-    hakmem_stats_get(&s, sizeof s);
+    hk_stats_view_t v;
+    hk_stats_view(&v);
+    const struct hakmem_stats *s = &v.s;
     struct mallinfo2 mi = {0};
-    mi.arena = s.ss_live * HK_SS_SIZE;
-    mi.hblks = s.large_live;
-    mi.hblkhd = hk_large_live_bytes();
-    mi.fordblks = s.ss_cached * HK_SS_SIZE + s.large_cached_bytes;
-    mi.usmblks = s.bytes_mapped_peak;
-    mi.uordblks = mi.arena + mi.hblkhd;
+    uint64_t small = s->bytes_allocated - s->large_live_bytes;
+    mi.arena = s->ss_live * HK_SS_SIZE;
     mi.ordblks = 1;
+    mi.hblks = s->large_live;
+    mi.hblkhd = s->large_live_bytes;
+    mi.uordblks = s->bytes_allocated;
+    mi.fordblks = (mi.arena > small ? mi.arena - small : 0) + s->bytes_cached;
+    mi.keepcost = s->bytes_cached;
+    mi.usmblks = s->bytes_mapped_peak;
     return mi;
 }
 
@@ -102,6 +110,7 @@ HK_EXPORT struct mallinfo mallinfo(void)
 }
 #pragma GCC diagnostic pop
 
+/* The human form (hakmem_stats_print) on stderr, as glibc's. */
 HK_EXPORT void malloc_stats(void) { hakmem_stats_print(2); }
 
 /* Accept glibc's parameters (returning 1, success, as glibc does); hakmem
@@ -124,21 +133,22 @@ HK_EXPORT int mallopt(int param, int value)
     }
 }
 
+static void file_sink(void *ctx, const char *s, size_t n) { fwrite(s, 1, n, (FILE *)ctx); }
+
+/* A complete XML document in glibc's layout (superslab_stats.c says which
+ * figure goes where). Formatted without the heap; the caller's stream may
+ * buffer as it always does. */
 HK_EXPORT int malloc_info(int options, FILE *fp)
 {
     if (options != 0 || !fp) {
         errno = EINVAL;
         return -1;
     }
-    struct hakmem_stats s;
-    hakmem_stats_get(&s, sizeof s);
-    fprintf(fp,
-            "<malloc version=\"hakmem-%s\">\n"
-            "<total type=\"mmap\" count=\"%llu\" size=\"%llu\"/>\n"
-            "<system type=\"current\" size=\"%llu\"/>\n"
-            "<system type=\"max\" size=\"%llu\"/>\n"
-            "</malloc>\n",
-            hakmem_version(), (unsigned long long)s.large_live, (unsigned long long)s.bytes_mapped,
-            (unsigned long long)s.bytes_committed, (unsigned long long)s.bytes_mapped_peak);
-    return 0;
+    hk_stats_view_t v;
+    hk_out_t o;
+    hk_stats_view(&v);
+    hk_out_init_sink(&o, file_sink, fp);
+    hk_stats_write_xml(&o, &v);
+    hk_out_flush(&o);
+    return ferror(fp) ? -1 : 0;
 }

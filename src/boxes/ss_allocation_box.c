@@ -334,6 +334,16 @@ void superslab_reclaim_abandoned(bool (*collect)(hk_superslab_t *ss), unsigned m
     pthread_mutex_unlock(&g_abandon_lock);
 }
 
+uint64_t superslab_for_each_abandoned(void (*fn)(hk_superslab_t *ss, void *arg), void *arg)
+{
+    uint64_t n = 0;
+    pthread_mutex_lock(&g_abandon_lock);
+    for (hk_superslab_t *ss = g_abandoned; ss; ss = ss->next, n++)
+        fn(ss, arg);
+    pthread_mutex_unlock(&g_abandon_lock);
+    return n;
+}
+
 static int64_t ss_committed(const hk_superslab_t *ss)
 {
     return (int64_t)HK_SS_SIZE - (int64_t)ss->decommitted_slabs * (int64_t)HK_SLAB_SIZE;

@@ -110,6 +110,10 @@ bool superslab_adopt_this(hk_superslab_t *ss);
  * look at (malloc_trim: all; a sweep: a few, and only if the lock is free). */
 void superslab_reclaim_abandoned(bool (*collect)(hk_superslab_t *ss), unsigned max, bool wait);
 
+/* Statistics: fn(ss, arg) for every abandoned superslab, under the list's
+ * lock (nobody collects or adopts one meanwhile). Returns how many. */
+uint64_t superslab_for_each_abandoned(void (*fn)(hk_superslab_t *ss, void *arg), void *arg);
+
 /* Debug recount of the gauges (every lock held, as for fork). */
 typedef struct hk_ss_count {
     int64_t live, cached, decommitted, committed;

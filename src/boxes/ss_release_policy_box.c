@@ -59,7 +59,14 @@ unsigned ss_heap_keep_empty(void) { return ss_mem_lean_enabled() ? 0 : 1; }
 
 static int64_t lean_budget(int64_t bonus)
 {
-    return ((int64_t)ss_mem_lean_target_mb() << 20) + bonus;
+    return ss_mem_lean_target_bytes() + bonus;
+}
+
+int64_t ss_purge_delay_ms(void)
+{
+    if (hk_opt_is_set(HK_OPT_PURGE_DELAY_MS))
+        return hk_opt(HK_OPT_PURGE_DELAY_MS);
+    return ss_mem_lean_enabled() ? HK_PURGE_DELAY_LEAN_MS : HK_PURGE_DELAY_FAST_MS;
 }
 
 /* The bonus just decided to keep memory the target alone would release:

@@ -31,6 +31,14 @@
 #include "hakmem_internal.h"
 #include "ss_allocation_box.h"
 
+/* The purge delay's defaults (HAKMEM_PURGE_DELAY_MS / purge_delay_ms
+ * unset): FAST keeps idle memory 10 s (as jemalloc's decay), so loops and
+ * short pauses never pay for it again; LEAN 1 s. */
+#define HK_PURGE_DELAY_FAST_MS 10000
+#define HK_PURGE_DELAY_LEAN_MS 1000
+/* The effective purge delay in ms: -1 never, 0 at once. */
+int64_t ss_purge_delay_ms(void);
+
 /* Keep (cache) this empty superslab? class_idx: the class of its last slab,
  * or -1. FAST: always true. */
 bool ss_should_keep_superslab(hk_superslab_t *ss, int class_idx);

@@ -4,7 +4,9 @@
  * Event counters cost nothing unless configure --enable-ss-stats compiled
  * them in (config_stats); gauges (bytes mapped, superslabs live, ...) are
  * always kept because the LEAN release policy reads them.
- * Must not: allocate or print unless asked (HAKMEM_SS_OS_STATS=1). */
+ * Formats the statistics (human, JSON, malloc_info's XML) from a snapshot
+ * it is handed (hk_stats_view_t).
+ * Must not: allocate, print unless asked, or read other boxes' metadata. */
 #ifndef HAKMEM_SUPERSLAB_STATS_H
 #define HAKMEM_SUPERSLAB_STATS_H
 
@@ -59,7 +61,22 @@ void hk_gauge_add_peak(_Atomic int64_t *g, _Atomic int64_t *peak, int64_t delta)
 #define HK_GAUGE_ADD(name, delta) hk_gauge_add_peak(&g_hk_stats.name, &g_hk_stats.name##_peak, (delta))
 #define HK_GAUGE_GET(name) atomic_load_explicit(&g_hk_stats.name, memory_order_relaxed)
 
-/* At exit: print the counters to stderr if HAKMEM_SS_OS_STATS=1. */
-void hk_stats_at_exit(void);
+/* What the printers print: the public snapshot and the size classes.
+ * Filled by api_box (hk_stats_view), which asks the boxes that own the
+ * metadata; this box only formats it. */
+#include "hakmem.h"
+#include "diag_box.h"
+typedef struct hk_stats_view {
+    struct hakmem_stats s;
+    struct hakmem_class_stats cls[HK_NUM_CLASSES];
+} hk_stats_view_t;
+
+/* The counters and the gauges this box keeps, into *out (the rest 0). */
+void hk_stats_fill_gauges(struct hakmem_stats *out);
+/* The three forms, without the heap. */
+void hk_stats_write_human(hk_out_t *o, const hk_stats_view_t *v);
+void hk_stats_write_json(hk_out_t *o, const hk_stats_view_t *v);
+/* glibc's malloc_info document (version="1"), with hakmem's figures. */
+void hk_stats_write_xml(hk_out_t *o, const hk_stats_view_t *v);
 
 #endif

@@ -1,6 +1,7 @@
 /* thread_box: global init, thread exit, fork. See the header. */
 #include "hakmem_internal.h"
 #include "thread_box.h"
+#include "api_box.h"
 #include "diag_box.h"
 #include "env_box.h"
 #include "heap_box.h"

@@ -36,6 +36,7 @@
 
 typedef struct hk_heap {
     hk_slab_t *cur[HK_NUM_CLASSES];     /* class list heads; &g_hk_slab_empty if none */
+    hk_slab_t *tail[HK_NUM_CLASSES];    /* class list tails (owner only; NULL if none) */
     _Atomic(hk_slab_t *) remote_slabs;  /* slabs that got remote frees while parked full */
     _Atomic uint32_t notified;          /* pushes onto remote_slabs since the last drain */
     uint32_t alive;                     /* a thread (or the shared heap) uses it */

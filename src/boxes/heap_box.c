@@ -853,14 +853,8 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
         }
         hk_superslab_t *ss = hk_ss_of(s);
         if (s->free || slab_refill(s, ss)) {
-            hk_block_t *b = s->free;
-            s->free = hk_link_next(b, hk_block_secret(b));
-            hk_slab_used_set(s, hk_slab_used(s) + 1);
-            HK_ASSERT(hk_slab_used(s) <= (int32_t)s->capacity);
-            b->tag = 0;
-            if (config_debug)
-                hk_debug_junk_check(b, s->block_size);
-            return b;
+            HK_ASSERT(hk_slab_used(s) < (int32_t)s->capacity);
+            return hk_slab_pop(s, s->free);
         }
         /* Exhausted. The first such slab of this call goes to the back of
          * the list; one that comes round still exhausted is parked (off
@@ -878,6 +872,15 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
 
 void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls)
 {
+    /* The head ran dry and the next slab of the class has blocks: it takes
+     * over, without the lock (class lists and the slabs on them are the
+     * owner's; a heap with no owner has no slab on any list). */
+    hk_slab_t *head = heap->cur[cls];
+    hk_slab_t *next = head->next; /* NULL for g_hk_slab_empty */
+    if (next && next->free) {
+        class_list_head_to_tail(heap, head);
+        return hk_slab_pop(next, next->free);
+    }
     if (HK_UNLIKELY(heap == &g_hk_heap_empty)) {
         heap = hk_heap_thread_init();
         if (!heap) {

@@ -1110,13 +1110,11 @@ static void census_slab(hk_slab_t *s, hk_census_t *c)
     if (!s->block_size)
         return;
     int64_t used = hk_slab_used(s) & ~HK_USED_PARKED;
-    /* Only the holder of the owner's lock (or of the abandoned list's)
-     * takes a remote list: it only grows while we walk it. */
-    hk_block_t *b = HK_TF_LIST(atomic_load_explicit(&s->thread_free, memory_order_acquire));
-    while (b && used > 0) {
-        used--;
-        b = hk_link_next(b, hk_block_secret(b));
-    }
+    /* Blocks other threads freed, not collected yet: the remote list
+     * carries its length. */
+    used -= HK_TF_COUNT(atomic_load_explicit(&s->thread_free, memory_order_acquire));
+    if (used < 0)
+        used = 0;
     c->allocated += (uint64_t)used * s->block_size;
     c->active += hk_align_up(__atomic_load_n(&s->carved_end, __ATOMIC_RELAXED), HK_PAGE_SIZE);
     c->slabs++;

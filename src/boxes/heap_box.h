@@ -235,8 +235,9 @@ void hk_heap_count_superslabs(hk_ss_count_t *c);
  * slabs are walked, so the figures are one consistent snapshot of the
  * heaps: a slab's blocks in use are `used` (blocks handed out, less those
  * the owner took back onto its free list) less the blocks on its remote
- * list (freed by other threads, not collected yet); that list only grows
- * while the owner's lock is held, so it is walked safely. Exact when no
+ * list (freed by other threads, not collected yet; the list's word carries
+ * their number, and only the holder of the owner's lock takes the list, so
+ * used and the count are read together). Exact when no
  * thread is allocating or freeing at the same moment; otherwise a value
  * some instant during the walk could have had. */
 typedef struct hk_census {

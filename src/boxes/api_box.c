@@ -8,6 +8,7 @@
 #include "ss_allocation_box.h"
 #include "superslab_stats.h"
 #include "thread_box.h"
+#include "background_box.h"
 
 #include <fcntl.h>
 #include <strings.h>
@@ -40,8 +41,10 @@ void hk_free_other(void *p, unsigned kind)
     if (!p)
         return;
     int r = kind == HK_REG_LARGE ? hk_large_free(p) : HK_LARGE_NOT_OURS;
-    if (r == HK_LARGE_FREED)
+    if (r == HK_LARGE_FREED) {
+        hk_idle_tick(); /* the purge delay, on the allocator's own calls */
         return;
+    }
     int saved = errno;
     if (r == HK_LARGE_ALREADY_FREE)
         hk_report_misuse("double free", p, "large block is already free");

@@ -2,6 +2,7 @@
  * See heap_box.h for the model. */
 #include "hakmem_internal.h"
 #include "heap_box.h"
+#include "background_box.h"
 #include "diag_box.h"
 #include "ss_os_acquire_box.h"
 #include "ss_registry_box.h"
@@ -593,6 +594,53 @@ static void heap_flush_pending(hk_heap_t *h, bool force)
 static _Atomic uint32_t g_next_sweep_ms;
 static __thread uint32_t hk_tls_slow_calls;
 
+/* The purge delay for the empty superslabs a heap keeps for its next
+ * slabs (FAST keeps one): those idle since longer go to superslab_free(),
+ * which caches them with that time, so the cache's purge releases them
+ * in the same pass. Any thread, under the heap's lock (trylock: a busy
+ * heap is not idle). */
+static _Atomic int64_t g_last_heap_purge_ms;
+
+static void heap_purge_empty(hk_heap_t *self, int64_t now)
+{
+    if (!ss_purge_pass_claim(&g_last_heap_purge_ms, now))
+        return;
+    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next) {
+        if (!heap_trylock(h))
+            continue;
+        if (h->alive && h->empty_ss && !h->hold) {
+            h->foreign = h != self && heap_has_owner(h);
+            heap_drain_notifications(h);
+            for (hk_superslab_t *ss = h->ss_list, *next; ss && !h->hold; ss = next) {
+                next = ss->next;
+                if (ss->used_slabs == 0 && ss_purge_due(ss->cached_since_ms, now)) {
+                    h->empty_ss--;
+                    h->ss_count--;
+                    ss_list_remove(h, ss);
+                    superslab_free(ss);
+                }
+            }
+            h->foreign = 0;
+        }
+        heap_unlock(h);
+    }
+}
+
+void hk_heap_purge_empty(int64_t now) { heap_purge_empty(hk_tls_heap, now); }
+
+static void heap_sweep_work(hk_heap_t *self)
+{
+    superslab_reclaim_abandoned(ss_collect_orphan, HK_SWEEP_ABANDONED, false);
+    if (!config_lean)
+        return;
+    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next)
+        if (h != self && __atomic_load_n(&h->pending_since_ms, __ATOMIC_RELAXED))
+            heap_help(h);
+}
+
+/* The sweep also applies the purge delay (hk_idle_tick: a pass only when
+ * the release policy says one is due) and starts the background thread if
+ * it was asked for and is not running here (a child after fork). */
 static void heap_sweep(hk_heap_t *self)
 {
     if (++hk_tls_slow_calls % HK_SWEEP_EVERY != 0)
@@ -602,13 +650,11 @@ static void heap_sweep(hk_heap_t *self)
     if ((int32_t)(now - next) < 0 ||
         !atomic_compare_exchange_strong(&g_next_sweep_ms, &next, now + HK_DECOMMIT_SETTLE_MS))
         return;
-    superslab_reclaim_abandoned(ss_collect_orphan, HK_SWEEP_ABANDONED, false);
-    if (!config_lean)
-        return;
-    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next)
-        if (h != self && __atomic_load_n(&h->pending_since_ms, __ATOMIC_RELAXED))
-            heap_help(h);
+    heap_sweep_work(self);
+    hk_idle_tick();
 }
+
+void hk_heap_idle_work(void) { heap_sweep_work(NULL); }
 
 /* Taking a slab over (adoption, its own thread's exit, malloc_trim of an
  * abandoned superslab): no notification is pending or wanted any more, and
@@ -670,6 +716,7 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     }
     if (--ss->used_slabs == 0) {
         h->empty_ss++;
+        ss->cached_since_ms = ss_policy_now_ms(); /* idle from now: the purge delay */
         heap_trim_empty(h, ss_heap_keep_empty());
     }
 }
@@ -829,8 +876,10 @@ static hk_slab_t *heap_new_slab(hk_heap_t *h, unsigned cls)
     unsigned idx = (unsigned)__builtin_ctz(ss->free_mask);
     HK_ASSERT(idx >= 1 && idx < (unsigned)HK_SLABS_PER_SS);
     ss->free_mask &= ~(1u << idx);
-    if (ss->used_slabs++ == 0)
+    if (ss->used_slabs++ == 0) {
         h->empty_ss--;
+        ss->cached_since_ms = 0; /* in use again */
+    }
     if (ss->free_mask == 0)
         ss_list_move_back(h, ss);
     hk_slab_t *s = &ss->slabs[idx];
@@ -1056,6 +1105,9 @@ hk_heap_t *hk_heap_thread_init(void)
     heap_unlock(h);
     hk_tls_heap = h;
     hk_thread_register_exit(h);
+    /* A thread's first allocation: the background thread starts here if
+     * it was asked for (no lock is held). */
+    hk_background_maybe_start();
     return h;
 }
 
@@ -1134,17 +1186,20 @@ void hk_heap_census(hk_census_t *c)
 {
     memset(c, 0, sizeof *c);
     /* Lock order as for fork: heap locks in list order, then the
-     * abandoned list's (no superslab moves between them meanwhile). */
-    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next)
+     * abandoned list's (no superslab moves between them meanwhile). The
+     * list only grows at its head: one head for all three walks, so a
+     * heap made meanwhile is neither counted nor unlocked. */
+    hk_heap_t *first = atomic_load_explicit(&g_heap_all, memory_order_acquire);
+    for (hk_heap_t *h = first; h; h = h->all_next)
         heap_lock(h);
-    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next) {
+    for (hk_heap_t *h = first; h; h = h->all_next) {
         if (h->alive && heap_has_owner(h))
             c->heaps_live++;
         for (hk_superslab_t *ss = h->ss_list; ss; ss = ss->next)
             census_superslab(ss, c);
     }
     c->ss_abandoned = superslab_for_each_abandoned(census_superslab, c);
-    for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next)
+    for (hk_heap_t *h = first; h; h = h->all_next)
         heap_unlock(h);
 }
 

@@ -251,6 +251,14 @@ typedef struct hk_census {
 } hk_census_t;
 void hk_heap_census(hk_census_t *c);
 
+/* The background thread's share of the sweep (any thread, no lock held):
+ * collect a few abandoned superslabs, and in LEAN give back the slabs of
+ * idle heaps that have waited past their settle delay. */
+void hk_heap_idle_work(void);
+/* The purge delay for the empty superslabs heaps keep for their next slabs
+ * (FAST keeps one per heap): those idle for it go to superslab_free(). */
+void hk_heap_purge_empty(int64_t now_ms);
+
 /* Thread lifecycle (thread_box calls these). */
 hk_heap_t *hk_heap_thread_init(void);
 void hk_heap_thread_done(hk_heap_t *heap);

@@ -39,6 +39,7 @@ static size_t g_live_bytes;    /* mapping lengths of the live blocks (mallinfo) 
 typedef struct {
     uintptr_t base;
     size_t size;
+    int64_t since_ms; /* unused since (the purge delay); a merge renews it */
 } hk_cached_range_t;
 static hk_cached_range_t g_cache[HK_LARGE_CACHE_SLOTS];
 static int g_cache_n;
@@ -199,11 +200,12 @@ static void cache_remove_at(int i)
     g_cache_n--;
 }
 
-static void cache_insert_at(int i, uintptr_t base, size_t size)
+static void cache_insert_at(int i, uintptr_t base, size_t size, int64_t since_ms)
 {
     memmove(&g_cache[i + 1], &g_cache[i], (size_t)(g_cache_n - i) * sizeof g_cache[0]);
     g_cache[i].base = base;
     g_cache[i].size = size;
+    g_cache[i].since_ms = since_ms;
     g_cache_n++;
 }
 
@@ -229,7 +231,7 @@ static bool cache_take_locked(size_t need, size_t align, uintptr_t *out)
         return false;
     if (head && tail) {
         g_cache[best].size = best_at - base;
-        cache_insert_at(best + 1, best_at + need, end - (best_at + need));
+        cache_insert_at(best + 1, best_at + need, end - (best_at + need), g_cache[best].since_ms);
     } else if (head) {
         g_cache[best].size = best_at - base;
     } else if (tail) {
@@ -275,12 +277,14 @@ static bool cache_put_locked(uintptr_t base, size_t size, hk_cached_range_t *evi
     size_t limit = cache_limit();
     if (size > limit)
         return false;
+    int64_t now = ss_policy_now_ms();
     int i = 0;
     while (i < g_cache_n && g_cache[i].base < base)
         i++;
     bool merged = false;
     if (i > 0 && g_cache[i - 1].base + g_cache[i - 1].size == base) {
         g_cache[i - 1].size += size;
+        g_cache[i - 1].since_ms = now;
         merged = true;
         i--;
     }
@@ -292,6 +296,7 @@ static bool cache_put_locked(uintptr_t base, size_t size, hk_cached_range_t *evi
         } else {
             g_cache[nx].base = base;
             g_cache[nx].size += size;
+            g_cache[nx].since_ms = now;
             merged = true;
         }
     }
@@ -308,7 +313,7 @@ static bool cache_put_locked(uintptr_t base, size_t size, hk_cached_range_t *evi
             if (big < i)
                 i--;
         }
-        cache_insert_at(i, base, size);
+        cache_insert_at(i, base, size, now);
     }
     g_cache_bytes += size;
     while (g_cache_bytes > limit && g_cache_n > 0 && *nevict < HK_LARGE_CACHE_SLOTS) {
@@ -322,6 +327,9 @@ static bool cache_put_locked(uintptr_t base, size_t size, hk_cached_range_t *evi
     }
     return true;
 }
+
+static int cache_take_due_locked(int64_t now_ms, hk_cached_range_t *due);
+static _Atomic int64_t g_last_purge_ms;
 
 /* Gauges of this box change under its lock, together with the table and
  * the cache, so that the debug recount (which holds the lock) always finds
@@ -407,12 +415,18 @@ int hk_large_free(void *p)
     uintptr_t base = e->base;
     size_t size = e->size;
     table_delete_locked(e);
+    /* Ranges past the purge delay go first: merged with this fresh one,
+     * they would look fresh too. */
+    int64_t now = ss_policy_now_ms();
+    if (ss_purge_pass_claim(&g_last_purge_ms, now))
+        nevict = cache_take_due_locked(now, evict);
+    int purged = nevict;
     bool cached = cache_put_locked(base, size, evict, &nevict);
     if (!cached)
         g_recent[g_recent_next++ % HK_LARGE_RECENT] = base;
     int64_t cached_delta = cached ? (int64_t)size : 0;
     int64_t released = cached ? 0 : (int64_t)size;
-    for (int i = 0; i < nevict; i++) {
+    for (int i = purged; i < nevict; i++) {
         cached_delta -= (int64_t)evict[i].size;
         released += (int64_t)evict[i].size;
     }
@@ -424,7 +438,8 @@ int hk_large_free(void *p)
     if (!cached)
         note_large_release(size);
     for (int i = 0; i < nevict; i++) {
-        note_large_release(evict[i].size);
+        if (i >= purged) /* the budget's evictions, not the delay's */
+            note_large_release(evict[i].size);
         hk_os_unmap((void *)evict[i].base, evict[i].size);
     }
     if (!cached)
@@ -532,6 +547,43 @@ size_t hk_large_trim(void)
     pthread_mutex_unlock(&g_large_lock);
     for (int i = 0; i < n; i++)
         hk_os_unmap((void *)all[i].base, all[i].size);
+    return total;
+}
+
+/* The purge delay (lock held; the caller claimed a pass): take the ranges
+ * unused for it into due[] (unmapped by the caller after unlocking). */
+static int cache_take_due_locked(int64_t now_ms, hk_cached_range_t *due)
+{
+    int n = 0;
+    size_t total = 0;
+    for (int i = 0; i < g_cache_n;) {
+        if (ss_purge_due(g_cache[i].since_ms, now_ms)) {
+            due[n++] = g_cache[i];
+            total += g_cache[i].size;
+            cache_remove_at(i);
+        } else {
+            i++;
+        }
+    }
+    g_cache_bytes -= total;
+    HK_GAUGE_ADD(large_cached_bytes, -(int64_t)total);
+    HK_GAUGE_ADD(bytes_committed, -(int64_t)total);
+    return n;
+}
+
+size_t hk_large_purge(int64_t now_ms)
+{
+    hk_cached_range_t due[HK_LARGE_CACHE_SLOTS];
+    if (!ss_purge_pass_claim(&g_last_purge_ms, now_ms))
+        return 0;
+    pthread_mutex_lock(&g_large_lock);
+    int n = cache_take_due_locked(now_ms, due);
+    pthread_mutex_unlock(&g_large_lock);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        hk_os_unmap((void *)due[i].base, due[i].size);
+        total += due[i].size;
+    }
     return total;
 }
 

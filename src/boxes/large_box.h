@@ -30,6 +30,9 @@ size_t hk_large_usable(const void *p);
 void *hk_large_realloc(void *p, size_t new_size, bool *found);
 /* Bytes of live large blocks (their mappings), for mallinfo. */
 size_t hk_large_live_bytes(void);
+/* The purge delay: unmap the cached ranges unused for it at now_ms, if a
+ * pass is due (the release policy decides). Returns bytes released. */
+size_t hk_large_purge(int64_t now_ms);
 /* Unmap every cached range. Returns bytes released. */
 size_t hk_large_trim(void);
 /* Debug recount (lock held: hk_large_fork_prepare): live blocks, cached

@@ -77,6 +77,7 @@ static hk_superslab_t *cache_pop(void)
     if (!ss)
         return NULL;
     ss->next = NULL;
+    ss->cached_since_ms = 0;
     if (reused_decommitted) {
         /* Its pages come back on first touch; the header stayed resident. */
         HK_GAUGE_ADD(ss_decommitted, -1);
@@ -92,6 +93,10 @@ static hk_superslab_t *cache_pop(void)
 static void cache_push(hk_superslab_t *ss)
 {
     ss->state = HK_SS_CACHED;
+    /* Unused since then: when its heap saw it empty (that heap kept it a
+     * while), else now. */
+    if (!ss->cached_since_ms)
+        ss->cached_since_ms = ss_policy_now_ms();
     pthread_mutex_lock(&g_cache_lock);
     ss->next = g_cache;
     g_cache = ss;
@@ -235,6 +240,46 @@ size_t superslab_trim(void)
         dec = next;
     }
     pthread_mutex_unlock(&g_cache_lock);
+    return released;
+}
+
+static _Atomic int64_t g_last_purge_ms;
+
+size_t superslab_purge(int64_t now_ms)
+{
+    if (!ss_purge_pass_claim(&g_last_purge_ms, now_ms))
+        return 0;
+    /* Take the due ones off the cache, gauge and all, under its lock (the
+     * debug recount then never finds one in between), release them after. */
+    hk_superslab_t *due = NULL;
+    int64_t n = 0;
+    pthread_mutex_lock(&g_cache_lock);
+    for (hk_superslab_t **pp = &g_cache; *pp;) {
+        hk_superslab_t *ss = *pp;
+        if (ss_purge_due(ss->cached_since_ms, now_ms)) {
+            *pp = ss->next;
+            ss->next = due;
+            due = ss;
+            n++;
+        } else {
+            pp = &ss->next;
+        }
+    }
+    if (n)
+        HK_GAUGE_ADD(ss_cached, -n);
+    pthread_mutex_unlock(&g_cache_lock);
+    size_t released = 0;
+    bool decommit = ss_purge_by_decommit();
+    while (due) {
+        hk_superslab_t *ss = due;
+        due = ss->next;
+        ss->next = NULL;
+        released += HK_SS_SIZE - (size_t)ss->decommitted_slabs * HK_SLAB_SIZE;
+        if (config_lean && decommit)
+            superslab_release(ss);
+        else if (ss_unmap(ss) != 0)
+            cache_push(ss); /* munmap refused (map-count limit): keep it */
+    }
     return released;
 }
 

@@ -78,7 +78,8 @@ typedef struct hk_superslab {
     struct hk_superslab *next, *prev; /* heap list, cache or abandoned list */
     uint32_t pending_decommit;        /* LEAN: unused slabs waiting to be given back together */
     uint32_t pending_since_ms;        /* when the first of them started waiting */
-    uint8_t pad1[128 - 56];
+    int64_t cached_since_ms;          /* on the cache: since when (the purge delay) */
+    uint8_t pad1[128 - 64];
     hk_slab_t slabs[HK_SLABS_PER_SS]; /* slabs[0] is never used */
 } hk_superslab_t;
 
@@ -102,6 +103,10 @@ void superslab_free(hk_superslab_t *ss);
 /* malloc_trim: unmap every cached and decommitted superslab. Returns the
  * number of bytes that were resident and went back. */
 size_t superslab_trim(void);
+/* The purge delay: release the cached superslabs unused for it at now_ms
+ * (LEAN: decommitted, range kept; FAST: unmapped), if a pass over the
+ * cache is due (the release policy decides both). Returns bytes released. */
+size_t superslab_purge(int64_t now_ms);
 /* Make a fresh superslab resident and cache it (prewarm). 0 on success. */
 int superslab_prewarm_one(void);
 

@@ -15,7 +15,9 @@
 static _Atomic int64_t g_bonus;           /* extra bytes allowed, from bounces */
 static _Atomic int64_t g_last_use_ms; /* last bounce, or last keep the bonus made */
 
-/* Milliseconds; the coarse clock is a few ms fine and costs no syscall. */
+/* Milliseconds; the coarse clock is a few ms fine and costs no syscall.
+ * The purge decisions take `now` from their caller (this clock in the
+ * library, a fake one in the unit tests). */
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -23,14 +25,23 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The bonus, halved for each whole second since it was last used. */
-static int64_t current_bonus(void)
+int64_t ss_policy_now_ms(void) { return now_ms(); }
+
+/* The bonus at `now`: halved for each whole second since it was last
+ * used, and gone once it has been unused for the purge delay (memory kept
+ * for a loop that stopped is idle memory like any other). */
+static int64_t current_bonus_at(int64_t now)
 {
     int64_t b = atomic_load_explicit(&g_bonus, memory_order_relaxed);
     if (!b)
         return 0;
-    int64_t now = now_ms();
     int64_t last = atomic_load_explicit(&g_last_use_ms, memory_order_relaxed);
+    int64_t delay = ss_purge_delay_ms();
+    if (delay >= 0 && now - last >= delay) {
+        if (atomic_compare_exchange_strong(&g_bonus, &b, 0))
+            return 0;
+        return atomic_load_explicit(&g_bonus, memory_order_relaxed);
+    }
     int64_t idle_s = (now - last) / 1000;
     if (idle_s >= 1) {
         int64_t nb = idle_s >= 40 ? 0 : b >> idle_s;
@@ -40,6 +51,10 @@ static int64_t current_bonus(void)
     }
     return b;
 }
+
+static int64_t current_bonus(void) { return current_bonus_at(now_ms()); }
+
+int64_t ss_release_policy_bonus_at(int64_t now) { return config_lean ? current_bonus_at(now) : 0; }
 
 int64_t ss_release_policy_bonus(void) { return config_lean ? current_bonus() : 0; }
 
@@ -67,6 +82,58 @@ int64_t ss_purge_delay_ms(void)
     if (hk_opt_is_set(HK_OPT_PURGE_DELAY_MS))
         return hk_opt(HK_OPT_PURGE_DELAY_MS);
     return ss_mem_lean_enabled() ? HK_PURGE_DELAY_LEAN_MS : HK_PURGE_DELAY_FAST_MS;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The purge delay. Memory kept for reuse (a cached superslab, a cached
+ * large range) records since when it is unused; it goes back once it has
+ * stayed so for the delay. Passes over a cache are claimed at most every
+ * quarter of the delay and at least every half second, so that memory
+ * goes back between delay and delay + min(delay / 4, 0.5 s) after it was
+ * last used, and a pass costs nothing in between. */
+
+bool ss_purge_due_at(int64_t since_ms, int64_t now_ms, int64_t delay_ms)
+{
+    return delay_ms >= 0 && now_ms - since_ms >= delay_ms;
+}
+
+bool ss_purge_due(int64_t since_ms, int64_t now_ms)
+{
+    return ss_purge_due_at(since_ms, now_ms, ss_purge_delay_ms());
+}
+
+int64_t ss_purge_interval_ms(int64_t delay_ms)
+{
+    if (delay_ms < 0)
+        return -1;
+    int64_t q = delay_ms / 4;
+    if (q > HK_PURGE_INTERVAL_MAX_MS)
+        q = HK_PURGE_INTERVAL_MAX_MS;
+    return q < HK_PURGE_INTERVAL_MIN_MS ? HK_PURGE_INTERVAL_MIN_MS : q;
+}
+
+bool ss_purge_pass_claim_at(_Atomic int64_t *last_ms, int64_t now_ms, int64_t delay_ms)
+{
+    if (delay_ms < 0)
+        return false;
+    int64_t last = atomic_load_explicit(last_ms, memory_order_relaxed);
+    /* 0 = at once: every call may pass (the cache is then empty at once).
+     * An eighth of slack: the background thread sleeps one interval
+     * between passes, and the coarse clock may see a few ms less. */
+    int64_t every = ss_purge_interval_ms(delay_ms);
+    if (delay_ms > 0 && now_ms - last < every - every / 8)
+        return false;
+    return atomic_compare_exchange_strong(last_ms, &last, now_ms);
+}
+
+bool ss_purge_pass_claim(_Atomic int64_t *last_ms, int64_t now_ms)
+{
+    return ss_purge_pass_claim_at(last_ms, now_ms, ss_purge_delay_ms());
+}
+
+bool ss_purge_by_decommit(void)
+{
+    return config_lean && ss_mem_lean_enabled() && ss_mem_lean_decommit_mode() != HK_DECOMMIT_OFF;
 }
 
 /* The bonus just decided to keep memory the target alone would release:

@@ -24,6 +24,12 @@
  * allowance whenever a superslab is released. A single burst freed at once
  * (no bounce before it) is released at once.
  *
+ * Purge delay (FAST and LEAN): what is kept for reuse beyond what is in use
+ * (cached superslabs and large ranges, LEAN's bonus) goes back once unused
+ * for purge_delay_ms (HAKMEM_PURGE_DELAY_MS; defaults below), checked on
+ * the allocator's slow paths and, when asked, by a background thread
+ * (background_box). The caches carry the time; the decisions are here.
+ *
  * Must not: touch heaps or slabs, or call madvise except through the guard. */
 #ifndef HAKMEM_SS_RELEASE_POLICY_BOX_H
 #define HAKMEM_SS_RELEASE_POLICY_BOX_H
@@ -36,8 +42,28 @@
  * short pauses never pay for it again; LEAN 1 s. */
 #define HK_PURGE_DELAY_FAST_MS 10000
 #define HK_PURGE_DELAY_LEAN_MS 1000
+/* Purge passes come a quarter of the delay apart, but never closer than
+ * the minimum, nor further than the maximum (memory goes back at most
+ * that long after its delay). */
+#define HK_PURGE_INTERVAL_MIN_MS 10
+#define HK_PURGE_INTERVAL_MAX_MS 500
+/* The clock every time-dependent decision here is given (ms, monotonic). */
+int64_t ss_policy_now_ms(void);
 /* The effective purge delay in ms: -1 never, 0 at once. */
 int64_t ss_purge_delay_ms(void);
+/* Memory unused since since_ms: does it go back at now_ms? (_at: with an
+ * explicit delay, for the unit tests' fake clock.) */
+bool ss_purge_due(int64_t since_ms, int64_t now_ms);
+bool ss_purge_due_at(int64_t since_ms, int64_t now_ms, int64_t delay_ms);
+/* Claim a purge pass over one cache at now_ms (last_ms: that cache's last
+ * pass); false if one ran less than an interval ago, or the delay is -1. */
+bool ss_purge_pass_claim(_Atomic int64_t *last_ms, int64_t now_ms);
+bool ss_purge_pass_claim_at(_Atomic int64_t *last_ms, int64_t now_ms, int64_t delay_ms);
+/* How long the background thread sleeps between passes (-1: no passes). */
+int64_t ss_purge_interval_ms(int64_t delay_ms);
+/* Does a purged superslab keep its range, pages decommitted (LEAN, unless
+ * DECOMMIT=OFF), or is it unmapped (FAST)? */
+bool ss_purge_by_decommit(void);
 
 /* Keep (cache) this empty superslab? class_idx: the class of its last slab,
  * or -1. FAST: always true. */
@@ -56,7 +82,10 @@ int64_t ss_lean_cache_allowance(void);
 /* Empty superslabs a heap keeps for itself before handing them to
  * superslab_free(): FAST 1, LEAN 0 (the cache decides instead). */
 unsigned ss_heap_keep_empty(void);
-/* Current extra budget from bounces, in bytes (for tests). */
+/* Current extra budget from bounces, in bytes (for tests); _at: at a
+ * given time (the bonus decays, and is dropped once unused for the purge
+ * delay). */
 int64_t ss_release_policy_bonus(void);
+int64_t ss_release_policy_bonus_at(int64_t now_ms);
 
 #endif

@@ -1,6 +1,7 @@
 /* thread_box: global init, thread exit, fork. See the header. */
 #include "hakmem_internal.h"
 #include "thread_box.h"
+#include "background_box.h"
 #include "api_box.h"
 #include "diag_box.h"
 #include "env_box.h"
@@ -28,7 +29,8 @@ static void thread_exit_hook(void *arg)
     hk_heap_thread_done((hk_heap_t *)arg);
 }
 
-/* Lock order, everywhere: the heap pool and heap locks, the abandoned
+/* Lock order, everywhere: the background thread's pass lock, the heap
+ * pool and heap locks, the abandoned
  * list, the superslab cache, the large-block table. fork() holds them all. */
 static void fork_prepare(void)
 {
@@ -36,6 +38,7 @@ static void fork_prepare(void)
      * forever in the child: let it finish first. */
     while (atomic_load_explicit(&g_init_state, memory_order_acquire) == 1)
         sched_yield();
+    hk_background_fork_prepare();
     hk_heap_fork_prepare();
     superslab_fork_prepare();
     hk_large_fork_prepare();
@@ -46,6 +49,7 @@ static void fork_parent(void)
     hk_large_fork_parent();
     superslab_fork_parent();
     hk_heap_fork_parent();
+    hk_background_fork_parent();
 }
 
 static void fork_child(void)
@@ -53,6 +57,7 @@ static void fork_child(void)
     hk_large_fork_child();
     superslab_fork_child();
     hk_heap_fork_child();
+    hk_background_fork_child();
 }
 
 void hk_check_gauges(void)

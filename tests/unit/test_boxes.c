@@ -25,6 +25,7 @@
 #include "ss_mem_lean_env_box.h"
 #include "ss_os_acquire_box.h"
 #include "ss_registry_box.h"
+#include "ss_release_policy_box.h"
 
 /* ---- size_class_box ---------------------------------------------------------- */
 START_TEST(class_table_matches_computed)
@@ -502,6 +503,65 @@ START_TEST(large_alloc_free)
 }
 END_TEST
 
+/* ---- release policy: the purge delay, on a fake clock ------------------ */
+START_TEST(purge_due_on_fake_clock)
+{
+    /* Idle since t = 1000 ms, delay 1000: due from t = 2000 on. */
+    ck_assert(!ss_purge_due_at(1000, 1999, 1000));
+    ck_assert(ss_purge_due_at(1000, 2000, 1000));
+    ck_assert(ss_purge_due_at(1000, 50000, 1000));
+    /* 0: at once; -1: never. */
+    ck_assert(ss_purge_due_at(1000, 1000, 0));
+    ck_assert(!ss_purge_due_at(0, INT64_MAX / 2, -1));
+}
+END_TEST
+
+START_TEST(purge_passes_on_fake_clock)
+{
+    /* A pass every quarter of the delay, within the minimum and maximum. */
+    ck_assert_int_eq(ss_purge_interval_ms(1000), 250);
+    ck_assert_int_eq(ss_purge_interval_ms(10000), HK_PURGE_INTERVAL_MAX_MS);
+    ck_assert_int_eq(ss_purge_interval_ms(20), HK_PURGE_INTERVAL_MIN_MS);
+    ck_assert_int_eq(ss_purge_interval_ms(-1), -1);
+    _Atomic int64_t last = 0;
+    ck_assert(ss_purge_pass_claim_at(&last, 10000, 1000));
+    ck_assert_int_eq(atomic_load(&last), 10000);
+    ck_assert(!ss_purge_pass_claim_at(&last, 10100, 1000));
+    ck_assert(!ss_purge_pass_claim_at(&last, 10218, 1000)); /* 250 less an eighth */
+    ck_assert(ss_purge_pass_claim_at(&last, 10219, 1000));
+    ck_assert(!ss_purge_pass_claim_at(&last, 99999, -1));
+    /* 0: every call may purge. */
+    ck_assert(ss_purge_pass_claim_at(&last, 10219, 0));
+    ck_assert(ss_purge_pass_claim_at(&last, 10219, 0));
+    /* A memory range freed at t, checked by passes every 250 ms: it goes
+     * back by t + delay + interval at the latest. */
+    last = 0;
+    int64_t freed = 12345, gone = -1;
+    for (int64_t now = 12000; now < 20000 && gone < 0; now += 10)
+        if (ss_purge_pass_claim_at(&last, now, 1000) && ss_purge_due_at(freed, now, 1000))
+            gone = now;
+    ck_assert_msg(gone >= freed + 1000 && gone <= freed + 1000 + 250, "released at %lld", (long long)gone);
+    /* A long delay: passes every HK_PURGE_INTERVAL_MAX_MS at most. */
+    last = 0;
+    gone = -1;
+    for (int64_t now = 12000; now < 40000 && gone < 0; now += 10)
+        if (ss_purge_pass_claim_at(&last, now, 10000) && ss_purge_due_at(freed, now, 10000))
+            gone = now;
+    ck_assert_msg(gone >= freed + 10000 && gone <= freed + 10000 + HK_PURGE_INTERVAL_MAX_MS, "released at %lld",
+                  (long long)gone);
+}
+END_TEST
+
+START_TEST(purge_delay_defaults)
+{
+    /* The FAST copy: LEAN is compiled out, so the FAST default applies,
+     * and no bonus exists at any time. */
+    ck_assert_int_eq(ss_purge_delay_ms(), HK_PURGE_DELAY_FAST_MS);
+    ck_assert_int_eq(ss_release_policy_bonus_at(0), 0);
+    ck_assert(!ss_purge_by_decommit());
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--env-probe") == 0)
@@ -544,6 +604,14 @@ int main(int argc, char **argv)
     tcase_add_test(tc, os_map_unmap);
     tcase_add_test(tc, os_madvise_raw_dontneed_zeroes);
     tcase_add_test(tc, guard_refuses_foreign_ranges);
+    suite_add_tcase(s, tc);
+    srunner_add_suite(sr, s);
+
+    s = suite_create("policy");
+    tc = tcase_create("policy");
+    tcase_add_test(tc, purge_due_on_fake_clock);
+    tcase_add_test(tc, purge_passes_on_fake_clock);
+    tcase_add_test(tc, purge_delay_defaults);
     suite_add_tcase(s, tc);
     srunner_add_suite(sr, s);
 

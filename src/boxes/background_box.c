@@ -11,7 +11,8 @@
 #include <signal.h>
 #include <time.h>
 
-/* 0 = not started, 1 = starting, 2 = running. */
+/* 0 = not looked at yet, 1 = starting, 2 = running, 3 = failed to start,
+ * 4 = not asked for. */
 static _Atomic int g_state;
 /* Held for the length of every purge (the thread's passes and the
  * allocator's ticks); fork_prepare takes it first, so no purge is ever
@@ -53,9 +54,13 @@ static void *background_main(void *arg)
 
 void hk_background_maybe_start(void)
 {
-    if (HK_LIKELY(atomic_load_explicit(&g_state, memory_order_relaxed) != 0) || !hk_opt(HK_OPT_BACKGROUND))
+    if (HK_LIKELY(atomic_load_explicit(&g_state, memory_order_relaxed) != 0))
         return;
     int expect = 0;
+    if (!hk_opt(HK_OPT_BACKGROUND)) {
+        atomic_compare_exchange_strong(&g_state, &expect, 4);
+        return;
+    }
     if (!atomic_compare_exchange_strong(&g_state, &expect, 1))
         return;
     /* Every signal blocked in the new thread: the program's signals go to
@@ -82,14 +87,24 @@ void hk_background_maybe_start(void)
 
 bool hk_background_running(void) { return atomic_load_explicit(&g_state, memory_order_acquire) == 2; }
 
+/* Ticks closer than a pass interval have nothing to do: one compare. */
+static _Atomic int64_t g_next_tick_ms;
+
 void hk_idle_tick(void)
 {
     hk_background_maybe_start();
+    int64_t now = ss_policy_now_ms();
+    int64_t next = atomic_load_explicit(&g_next_tick_ms, memory_order_relaxed);
+    if (now < next)
+        return;
+    int64_t every = ss_purge_interval_ms(ss_purge_delay_ms());
+    if (every < 0 || !atomic_compare_exchange_strong(&g_next_tick_ms, &next, now + every - every / 8))
+        return;
     /* Busy: the background thread is at it, or a fork or the debug
      * recount holds the lock; the next tick will do. */
     if (pthread_mutex_trylock(&g_pass_lock) != 0)
         return;
-    purge_locked(ss_policy_now_ms());
+    purge_locked(now);
     pthread_mutex_unlock(&g_pass_lock);
 }
 

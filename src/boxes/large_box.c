@@ -272,12 +272,11 @@ static bool cache_contains_locked(uintptr_t p)
  * that no longer fit (slots or bytes) are handed back in evict[] for the
  * caller to unmap outside the lock. The largest ranges go first: one
  * munmap returns the most. Returns false if the range itself must go. */
-static bool cache_put_locked(uintptr_t base, size_t size, hk_cached_range_t *evict, int *nevict)
+static bool cache_put_locked(uintptr_t base, size_t size, int64_t now, hk_cached_range_t *evict, int *nevict)
 {
     size_t limit = cache_limit();
     if (size > limit)
         return false;
-    int64_t now = ss_policy_now_ms();
     int i = 0;
     while (i < g_cache_n && g_cache[i].base < base)
         i++;
@@ -421,7 +420,7 @@ int hk_large_free(void *p)
     if (ss_purge_pass_claim(&g_last_purge_ms, now))
         nevict = cache_take_due_locked(now, evict);
     int purged = nevict;
-    bool cached = cache_put_locked(base, size, evict, &nevict);
+    bool cached = cache_put_locked(base, size, now, evict, &nevict);
     if (!cached)
         g_recent[g_recent_next++ % HK_LARGE_RECENT] = base;
     int64_t cached_delta = cached ? (int64_t)size : 0;

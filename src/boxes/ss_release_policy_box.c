@@ -77,11 +77,21 @@ static int64_t lean_budget(int64_t bonus)
     return ss_mem_lean_target_bytes() + bonus;
 }
 
+/* Settings never change once read: the delay is worked out once. */
+#define HK_DELAY_UNKNOWN INT64_MIN
+static _Atomic int64_t g_purge_delay = HK_DELAY_UNKNOWN;
+
 int64_t ss_purge_delay_ms(void)
 {
+    int64_t d = atomic_load_explicit(&g_purge_delay, memory_order_relaxed);
+    if (HK_LIKELY(d != HK_DELAY_UNKNOWN))
+        return d;
     if (hk_opt_is_set(HK_OPT_PURGE_DELAY_MS))
-        return hk_opt(HK_OPT_PURGE_DELAY_MS);
-    return ss_mem_lean_enabled() ? HK_PURGE_DELAY_LEAN_MS : HK_PURGE_DELAY_FAST_MS;
+        d = hk_opt(HK_OPT_PURGE_DELAY_MS);
+    else
+        d = ss_mem_lean_enabled() ? HK_PURGE_DELAY_LEAN_MS : HK_PURGE_DELAY_FAST_MS;
+    atomic_store_explicit(&g_purge_delay, d, memory_order_relaxed);
+    return d;
 }
 
 /* ------------------------------------------------------------------------ */

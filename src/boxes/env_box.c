@@ -90,7 +90,7 @@ static bool reserved_name(const char *name, size_t len)
 }
 
 typedef enum { HK_SRC_DEFAULT, HK_SRC_BUILD, HK_SRC_CONF, HK_SRC_ENV } hk_src_t;
-static const char *const src_names[] = {"default", "built in (--with-conf)", "HAKMEM_CONF", "environment"};
+static const char *const src_names[] = {"default", "--with-conf", "HAKMEM_CONF", "environment"};
 
 static int64_t g_values[HK_OPT_COUNT];
 static int64_t g_bytes[HK_OPT_COUNT];

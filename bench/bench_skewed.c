@@ -105,7 +105,7 @@ int main(int argc, char **argv)
     free(wheel);
 
     char params[96];
-    snprintf(params, sizeof params, "steps=%llu max_life=%llu",
+    snprintf(params, sizeof params, "ops=%llu steps=%llu max_life=%llu", (unsigned long long)ops,
              (unsigned long long)steps, (unsigned long long)max_life);
     bench_report((double)ops, t1 - t0, params);
     return 0;

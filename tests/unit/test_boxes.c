@@ -18,13 +18,13 @@
 #include <check.h>
 #include <sys/mman.h>
 
-#include "env_box.h"
-#include "large_box.h"
-#include "madvise_guard_box.h"
-#include "size_class_box.h"
-#include "ss_mem_lean_env_box.h"
-#include "ss_os_acquire_box.h"
-#include "ss_registry_box.h"
+#include "base/env_box.h"
+#include "backend/large_box.h"
+#include "os/madvise_guard_box.h"
+#include "base/size_class_box.h"
+#include "base/ss_mem_lean_env_box.h"
+#include "os/ss_os_acquire_box.h"
+#include "os/ss_registry_box.h"
 
 /* ---- size_class_box ---------------------------------------------------------- */
 START_TEST(class_table_matches_computed)

@@ -10,8 +10,8 @@
  * accepted (0), so the guard is not simply refusing everything.
  */
 #include "hakmem_internal.h"
-#include "madvise_guard_box.h"
-#include "ss_registry_box.h"
+#include "os/madvise_guard_box.h"
+#include "os/ss_registry_box.h"
 
 #include <check.h>
 #include <dlfcn.h>

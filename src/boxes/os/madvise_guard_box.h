@@ -15,7 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include "ss_os_acquire_box.h"
+#include "os/ss_os_acquire_box.h"
 
 /* 0 on success; -1 if refused by the guard, disabled, or failed. */
 int ss_os_madvise_guarded(void *p, size_t size, hk_advice_t advice);

@@ -1,6 +1,6 @@
 /* diag_box: one-line diagnostics written without the heap. See diag_box.h. */
 #include "hakmem_internal.h"
-#include "diag_box.h"
+#include "base/diag_box.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -1,9 +1,9 @@
 /* superslab_stats (stats box): counters, snapshot and printer. */
 #include "hakmem_internal.h"
-#include "superslab_stats.h"
-#include "diag_box.h"
-#include "env_box.h"
-#include "ss_mem_lean_env_box.h"
+#include "base/superslab_stats.h"
+#include "base/diag_box.h"
+#include "base/env_box.h"
+#include "base/ss_mem_lean_env_box.h"
 #include "hakmem.h"
 
 #include <errno.h>

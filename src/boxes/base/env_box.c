@@ -1,7 +1,7 @@
 /* env_box: the settings table and its parser. See env_box.h. */
 #include "hakmem_internal.h"
-#include "env_box.h"
-#include "diag_box.h"
+#include "base/env_box.h"
+#include "base/diag_box.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,14 +1,14 @@
 /* thread_box: global init, thread exit, fork. See the header. */
 #include "hakmem_internal.h"
-#include "thread_box.h"
-#include "diag_box.h"
-#include "env_box.h"
-#include "heap_box.h"
-#include "large_box.h"
-#include "ss_allocation_box.h"
-#include "ss_hot_prewarm_box.h"
-#include "ss_registry_box.h"
-#include "superslab_stats.h"
+#include "front/thread_box.h"
+#include "base/diag_box.h"
+#include "base/env_box.h"
+#include "heap/heap_box.h"
+#include "backend/large_box.h"
+#include "backend/ss_allocation_box.h"
+#include "front/ss_hot_prewarm_box.h"
+#include "os/ss_registry_box.h"
+#include "base/superslab_stats.h"
 
 #include <pthread.h>
 #include <stdlib.h>

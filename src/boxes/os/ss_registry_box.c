@@ -1,7 +1,7 @@
 /* ss_registry_box: the byte map of owned 2 MiB chunks. See the header. */
 #include "hakmem_internal.h"
-#include "ss_registry_box.h"
-#include "ss_os_acquire_box.h"
+#include "os/ss_registry_box.h"
+#include "os/ss_os_acquire_box.h"
 
 uint8_t *g_hk_reg_map;
 uintptr_t g_hk_reg_limit;

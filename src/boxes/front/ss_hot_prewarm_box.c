@@ -1,10 +1,10 @@
 /* ss_hot_prewarm_box: start-up prewarm. See the header. */
 #include "hakmem_internal.h"
-#include "ss_hot_prewarm_box.h"
-#include "env_box.h"
-#include "heap_box.h"
-#include "ss_allocation_box.h"
-#include "ss_mem_lean_env_box.h"
+#include "front/ss_hot_prewarm_box.h"
+#include "base/env_box.h"
+#include "heap/heap_box.h"
+#include "backend/ss_allocation_box.h"
+#include "base/ss_mem_lean_env_box.h"
 
 int box_ss_hot_prewarm_all(void)
 {

@@ -1,12 +1,12 @@
 /* ss_allocation_box: acquire and free superslabs; the empty cache and the
  * abandoned list. See the header. */
 #include "hakmem_internal.h"
-#include "ss_allocation_box.h"
-#include "diag_box.h"
-#include "ss_os_acquire_box.h"
-#include "ss_registry_box.h"
-#include "ss_release_policy_box.h"
-#include "superslab_stats.h"
+#include "backend/ss_allocation_box.h"
+#include "base/diag_box.h"
+#include "os/ss_os_acquire_box.h"
+#include "os/ss_registry_box.h"
+#include "backend/ss_release_policy_box.h"
+#include "base/superslab_stats.h"
 
 #include <pthread.h>
 #include <string.h>

@@ -29,7 +29,7 @@
 #define HAKMEM_SS_RELEASE_POLICY_BOX_H
 
 #include "hakmem_internal.h"
-#include "ss_allocation_box.h"
+#include "backend/ss_allocation_box.h"
 
 /* Keep (cache) this empty superslab? class_idx: the class of its last slab,
  * or -1. FAST: always true. */

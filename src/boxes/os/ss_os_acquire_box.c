@@ -1,8 +1,8 @@
 /* ss_os_acquire_box (os box): mmap, munmap, mremap, madvise. See the header. */
 #include "hakmem_internal.h"
-#include "ss_os_acquire_box.h"
-#include "env_box.h"
-#include "superslab_stats.h"
+#include "os/ss_os_acquire_box.h"
+#include "base/env_box.h"
+#include "base/superslab_stats.h"
 
 #include <errno.h>
 #include <stdint.h>

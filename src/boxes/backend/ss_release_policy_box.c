@@ -1,9 +1,9 @@
 /* ss_release_policy_box: keep or release, and how. See the header. */
 #include "hakmem_internal.h"
-#include "ss_release_policy_box.h"
-#include "madvise_guard_box.h"
-#include "ss_mem_lean_env_box.h"
-#include "superslab_stats.h"
+#include "backend/ss_release_policy_box.h"
+#include "os/madvise_guard_box.h"
+#include "base/ss_mem_lean_env_box.h"
+#include "base/superslab_stats.h"
 
 #include <time.h>
 

@@ -8,9 +8,9 @@
 #define HAKMEM_API_BOX_H
 
 #include "hakmem_internal.h"
-#include "heap_box.h"
-#include "large_box.h"
-#include "ss_registry_box.h"
+#include "heap/heap_box.h"
+#include "backend/large_box.h"
+#include "os/ss_registry_box.h"
 
 #include <errno.h>
 #include <string.h>

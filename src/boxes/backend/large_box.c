@@ -1,13 +1,13 @@
 /* large_box: large objects, their table and cache. See the header. */
 #include "hakmem_internal.h"
-#include "large_box.h"
-#include "env_box.h"
-#include "ss_mem_lean_env_box.h"
-#include "ss_allocation_box.h"
-#include "ss_release_policy_box.h"
-#include "ss_os_acquire_box.h"
-#include "ss_registry_box.h"
-#include "superslab_stats.h"
+#include "backend/large_box.h"
+#include "base/env_box.h"
+#include "base/ss_mem_lean_env_box.h"
+#include "backend/ss_allocation_box.h"
+#include "backend/ss_release_policy_box.h"
+#include "os/ss_os_acquire_box.h"
+#include "os/ss_registry_box.h"
+#include "base/superslab_stats.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -1,9 +1,9 @@
 /* madvise_guard_box: guarded madvise. See the header. */
 #include "hakmem_internal.h"
-#include "madvise_guard_box.h"
-#include "env_box.h"
-#include "ss_registry_box.h"
-#include "superslab_stats.h"
+#include "os/madvise_guard_box.h"
+#include "base/env_box.h"
+#include "os/ss_registry_box.h"
+#include "base/superslab_stats.h"
 
 #include <errno.h>
 

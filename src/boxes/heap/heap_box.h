@@ -31,8 +31,8 @@
 #define HAKMEM_HEAP_BOX_H
 
 #include "hakmem_internal.h"
-#include "size_class_box.h"
-#include "ss_allocation_box.h"
+#include "base/size_class_box.h"
+#include "backend/ss_allocation_box.h"
 
 typedef struct hk_heap {
     hk_slab_t *cur[HK_NUM_CLASSES];     /* class list heads; &g_hk_slab_empty if none */

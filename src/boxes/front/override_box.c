@@ -5,11 +5,11 @@
  * mallopt, malloc_trim, malloc_info), answered with hakmem's own data.
  * Must not: contain allocation logic (api_box.h has it). */
 #include "hakmem_internal.h"
-#include "api_box.h"
-#include "diag_box.h"
+#include "front/api_box.h"
+#include "base/diag_box.h"
 #include "hakmem.h"
-#include "large_box.h"
-#include "superslab_stats.h"
+#include "backend/large_box.h"
+#include "base/superslab_stats.h"
 
 #include <malloc.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
 #define HAKMEM_SS_MEM_LEAN_ENV_BOX_H
 
 #include "hakmem_internal.h"
-#include "env_box.h"
+#include "base/env_box.h"
 
 typedef hk_decommit_mode_t ss_mem_lean_decommit_mode_t;
 

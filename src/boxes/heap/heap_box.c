@@ -1,14 +1,14 @@
 /* heap_box: per-thread heaps and the slow paths of small malloc/free.
  * See heap_box.h for the model. */
 #include "hakmem_internal.h"
-#include "heap_box.h"
-#include "diag_box.h"
-#include "ss_os_acquire_box.h"
-#include "ss_registry_box.h"
-#include "ss_mem_lean_env_box.h"
-#include "ss_release_policy_box.h"
-#include "superslab_stats.h"
-#include "thread_box.h"
+#include "heap/heap_box.h"
+#include "base/diag_box.h"
+#include "os/ss_os_acquire_box.h"
+#include "os/ss_registry_box.h"
+#include "base/ss_mem_lean_env_box.h"
+#include "backend/ss_release_policy_box.h"
+#include "base/superslab_stats.h"
+#include "front/thread_box.h"
 
 #include <errno.h>
 #include <pthread.h>

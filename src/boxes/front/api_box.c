@@ -1,13 +1,13 @@
 /* api_box: the prefixed API (hakmem_*) and the out-of-line slow paths of
  * every entry point. See api_box.h. */
 #include "hakmem_internal.h"
-#include "api_box.h"
-#include "diag_box.h"
-#include "env_box.h"
+#include "front/api_box.h"
+#include "base/diag_box.h"
+#include "base/env_box.h"
 #include "hakmem.h"
-#include "ss_allocation_box.h"
-#include "superslab_stats.h"
-#include "thread_box.h"
+#include "backend/ss_allocation_box.h"
+#include "base/superslab_stats.h"
+#include "front/thread_box.h"
 
 void *hk_debug_small_alloc(size_t size, size_t align)
 {

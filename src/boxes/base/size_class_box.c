@@ -2,7 +2,7 @@
  * The tables are constants, written out so that lookups need no set-up;
  * tests/unit checks them against hk_size_to_class_slow(). */
 #include "hakmem_internal.h"
-#include "size_class_box.h"
+#include "base/size_class_box.h"
 
 /* g_hk_class_direct[(size + 15) / 16] = class of size, for size <= 1024. */
 const uint8_t g_hk_class_direct[HK_DIRECT_MAX / 16 + 1] = {

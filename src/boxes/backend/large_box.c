@@ -2,7 +2,6 @@
 #include "hakmem_internal.h"
 #include "backend/large_box.h"
 #include "base/env_box.h"
-#include "base/ss_mem_lean_env_box.h"
 #include "backend/ss_allocation_box.h"
 #include "backend/ss_release_policy_box.h"
 #include "os/ss_os_acquire_box.h"
@@ -153,19 +152,11 @@ static bool table_reserve_locked(void)
     }
 }
 
-/* The cache's byte limit: HAKMEM_LARGE_CACHE_MB; in LEAN mode (unless it
- * keeps pages anyway: DECOMMIT=OFF) at most LEAN's budget, target plus the
- * bounce bonus, so freed large blocks do not outlive it, while a program
- * that frees and re-allocates big buffers in a loop earns the cache back. */
+/* The cache's byte limit: HAKMEM_LARGE_CACHE_MB, within LEAN's budget
+ * (the release policy says). */
 static size_t cache_limit(void)
 {
-    size_t lim = (size_t)hk_opt(HK_OPT_LARGE_CACHE_MB) << 20;
-    if (ss_mem_lean_enabled() && ss_mem_lean_decommit_mode() != HK_DECOMMIT_OFF) {
-        size_t lean = ((size_t)ss_mem_lean_target_mb() << 20) + (size_t)ss_release_policy_bonus();
-        if (lean < lim)
-            lim = lean;
-    }
-    return lim;
+    return ss_release_large_cache_limit((size_t)hk_opt(HK_OPT_LARGE_CACHE_MB) << 20);
 }
 
 /* LEAN: bytes of large blocks given back to the OS because of the budget
@@ -175,7 +166,7 @@ static _Atomic int64_t g_large_released;
 
 static void note_large_release(size_t bytes)
 {
-    if (config_lean && ss_mem_lean_enabled())
+    if (config_lean && ss_release_lean())
         atomic_fetch_add_explicit(&g_large_released, (int64_t)bytes, memory_order_relaxed);
 }
 

@@ -21,8 +21,8 @@ static hk_superslab_t *g_cache;
 static pthread_mutex_t g_abandon_lock = PTHREAD_MUTEX_INITIALIZER;
 static hk_superslab_t *g_abandoned;
 /* LEAN: superslabs whose pages were given back; their address range (and
- * header) is kept for reuse, up to HK_DECOMMITTED_MAX; beyond, unmapped. */
-#define HK_DECOMMITTED_MAX 64
+ * header) is kept for reuse, up to SS_RELEASE_DECOMMITTED_MAX (the
+ * policy's); beyond, unmapped. */
 static hk_superslab_t *g_decommitted;
 static unsigned g_decommitted_n;
 
@@ -170,7 +170,7 @@ static void superslab_release(hk_superslab_t *ss)
         HK_STAT_INC(lean_retire);
         HK_GAUGE_ADD(bytes_committed, -still);
         pthread_mutex_lock(&g_cache_lock);
-        bool room = g_decommitted_n < HK_DECOMMITTED_MAX;
+        bool room = g_decommitted_n < SS_RELEASE_DECOMMITTED_MAX;
         if (room) {
             ss->next = g_decommitted;
             g_decommitted = ss;

@@ -24,14 +24,16 @@ static const char *const errno_names[] = {"ENOMEM", "EINVAL", NULL};
 static hk_opt_desc_t g_opts[HK_OPT_COUNT] = {
     [HK_OPT_VERBOSE] = {"HAKMEM_VERBOSE", HK_KIND_BOOL, 0, 1, NULL, "print the settings at start-up"},
     [HK_OPT_SS_MEM_LEAN] = {"HAKMEM_SS_MEM_LEAN", HK_KIND_BOOL, 0, 1, NULL, "LEAN mode (memory first)"},
-    [HK_OPT_LEAN_TARGET_MB] = {"HAKMEM_SS_MEM_LEAN_TARGET_MB", HK_KIND_UINT, 10, 1 << 20, NULL,
+    /* The default is the release policy's (SS_RELEASE_TARGET_MB_DEFAULT),
+     * set through hk_opt_set_default() before the first parse. */
+    [HK_OPT_LEAN_TARGET_MB] = {"HAKMEM_SS_MEM_LEAN_TARGET_MB", HK_KIND_UINT, 0, 1 << 20, NULL,
                                "LEAN: keep empty superslabs only while the footprint is under this (MiB)"},
     [HK_OPT_LEAN_DECOMMIT] = {"HAKMEM_SS_MEM_LEAN_DECOMMIT", HK_KIND_ENUM, 0, 2, decommit_names,
                               "LEAN: how pages are given back"},
     [HK_OPT_SS_OS_STATS] = {"HAKMEM_SS_OS_STATS", HK_KIND_BOOL, 0, 1, NULL, "print the counters at exit"},
     [HK_OPT_PREWARM_SS] = {"HAKMEM_PREWARM_SS", HK_KIND_UINT, 0, 64, NULL,
                            "FAST: whole superslabs (2 MiB each) made resident at start-up"},
-    [HK_OPT_PREWARM_CLASS_MAX] = {"HAKMEM_PREWARM_CLASS_MAX", HK_KIND_UINT, 1024, 32768, NULL,
+    [HK_OPT_PREWARM_CLASS_MAX] = {"HAKMEM_PREWARM_CLASS_MAX", HK_KIND_UINT, 1024, (int64_t)HK_SMALL_MAX, NULL,
                                   "FAST: classes up to this size get a resident first page at start-up"},
     [HK_OPT_LARGE_CACHE_MB] = {"HAKMEM_LARGE_CACHE_MB", HK_KIND_UINT, 256, 1 << 20, NULL,
                                "freed large blocks kept mapped for reuse (MiB)"},
@@ -137,6 +139,15 @@ void hk_env_init(void)
     for (int i = 0; i < HK_OPT_COUNT; i++)
         parse_one((hk_opt_t)i);
     atomic_store_explicit(&g_env_state, 2, memory_order_release);
+}
+
+void hk_opt_set_default(hk_opt_t which, int64_t def)
+{
+    g_opts[which].def = def;
+    /* Already parsed (a setting was read before init): the value follows,
+     * unless the environment gave one. */
+    if (atomic_load_explicit(&g_env_state, memory_order_acquire) == 2 && !g_set[which])
+        g_values[which] = def;
 }
 
 int64_t hk_opt(hk_opt_t which)

@@ -37,6 +37,9 @@ typedef enum {
 int64_t hk_opt(hk_opt_t which);
 /* Was the setting given (validly) in the environment? */
 bool hk_opt_is_set(hk_opt_t which);
+/* A box above owns the default of one of its settings: it sets it here,
+ * before the first parse (from the allocator's init). */
+void hk_opt_set_default(hk_opt_t which, int64_t def);
 /* Parse now (idempotent); called from the allocator's init. */
 void hk_env_init(void);
 /* Print every setting and its value to stderr (HAKMEM_VERBOSE=1). */

@@ -3,31 +3,54 @@
 #include "hakmem_internal.h"
 #include "front/api_box.h"
 #include "base/diag_box.h"
-#include "base/env_box.h"
 #include "hakmem.h"
 #include "backend/ss_allocation_box.h"
 #include "base/superslab_stats.h"
 #include "front/thread_box.h"
 
+#include <errno.h>
+
+/* The slow path of every small malloc, handed down to hk_small_alloc: a
+ * thread's first malloc starts it (and the process); memory that ran out
+ * is looked for again after the caches are given back. */
+void *hk_alloc_slow(hk_heap_t *heap, unsigned cls)
+{
+    if (HK_UNLIKELY(heap == &g_hk_heap_empty) && !(heap = hk_thread_start()))
+        goto out_of_memory;
+    void *p = hk_heap_alloc_slow(heap, cls);
+    if (HK_UNLIKELY(!p) && hk_release_cached() > 0) {
+        /* The OS refused a superslab: cached ranges hold address space
+         * (RLIMIT_AS) that a retry can use. */
+        p = hk_heap_alloc_slow(heap, cls);
+    }
+    if (HK_LIKELY(p != NULL))
+        return p;
+out_of_memory:
+    errno = ENOMEM;
+    return NULL;
+}
+
 void *hk_debug_small_alloc(size_t size, size_t align)
 {
     /* Room for at least 8 canary bytes and the stored size. */
     if (size > HK_SMALL_MAX - 16)
-        return size <= HK_SMALL_MAX && !align ? hk_small_alloc(hk_size_to_class(size))
+        return size <= HK_SMALL_MAX && !align ? hk_alloc_class(hk_size_to_class(size))
                                               : hk_large_alloc(size ? size : 1, align, false);
     int cls = align > 16 ? hk_class_for_aligned(size + 16, align) : (int)hk_size_to_class(size + 16);
     if (cls < 0)
         return hk_large_alloc(size ? size : 1, align, false);
-    void *p = hk_small_alloc((unsigned)cls);
+    void *p = hk_alloc_class((unsigned)cls);
     if (p)
         hk_debug_canary_set(p, hk_class_size((unsigned)cls), size);
     return p;
 }
 
-void *hk_malloc_above_direct(size_t size)
+void *hk_malloc_slow(size_t size)
 {
+    if (config_debug)
+        return hk_debug_small_alloc(size, 0);
     if (size <= HK_SMALL_MAX)
-        return hk_small_alloc(hk_size_to_class(size));
+        return hk_alloc_class(hk_size_to_class(size));
     return hk_large_alloc(size, 0, false);
 }
 
@@ -90,7 +113,7 @@ void *hk_alloc_aligned(size_t align, size_t size, bool zero)
          * it is aligned, because slabs are 64 KiB-aligned. */
         int cls = hk_class_for_aligned(size, align);
         if (cls >= 0) {
-            void *p = hk_small_alloc((unsigned)cls);
+            void *p = hk_alloc_class((unsigned)cls);
             if (p && zero)
                 memset(p, 0, size);
             return p;

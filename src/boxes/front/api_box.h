@@ -16,7 +16,11 @@
 #include <string.h>
 
 /* Slow paths, out of line (api_box.c). */
-void *hk_malloc_above_direct(size_t size);
+/* hk_small_alloc's slow path: NULL + ENOMEM when memory runs out. */
+void *hk_alloc_slow(hk_heap_t *heap, unsigned cls);
+/* malloc of sizes above the direct table, and of every size in the debug
+ * build. */
+void *hk_malloc_slow(size_t size);
 /* Debug build: small blocks carry their requested size and a canary after
  * it (checked at free: overflow into the neighbour). */
 void *hk_debug_small_alloc(size_t size, size_t align);
@@ -26,14 +30,16 @@ void *hk_calloc_slow(size_t total);
 void *hk_realloc_impl(void *p, size_t size);
 size_t hk_usable_other(void *p, unsigned kind);
 
+/* A block of class `cls`; NULL + ENOMEM when memory runs out. */
+HK_INLINE void *hk_alloc_class(unsigned cls) { return hk_small_alloc(cls, hk_alloc_slow); }
+
 HK_INLINE void *hk_api_malloc(size_t size)
 {
-    if (config_debug)
-        return hk_debug_small_alloc(size, 0);
-    /* One compare on the hot path: sizes up to 1 KiB use the direct table. */
-    if (HK_LIKELY(size <= HK_DIRECT_MAX))
-        return hk_small_alloc(g_hk_class_direct[(size + 15) >> 4]);
-    return hk_malloc_above_direct(size);
+    /* One compare on the hot path: sizes up to 1 KiB use the direct table
+     * (the debug build's blocks carry a canary: hk_malloc_slow). */
+    if (HK_LIKELY(size <= HK_DIRECT_MAX) && !config_debug)
+        return hk_alloc_class(hk_size_to_class_direct(size));
+    return hk_malloc_slow(size);
 }
 
 HK_INLINE void hk_api_free(void *p)
@@ -54,7 +60,7 @@ HK_INLINE void *hk_api_calloc(size_t n, size_t size)
         return NULL;
     }
     if (HK_LIKELY(total <= HK_SMALL_MAX)) {
-        void *p = config_debug ? hk_debug_small_alloc(total, 0) : hk_small_alloc(hk_size_to_class(total));
+        void *p = config_debug ? hk_debug_small_alloc(total, 0) : hk_alloc_class(hk_size_to_class(total));
         if (HK_LIKELY(p != NULL))
             memset(p, 0, total);
         return p;

@@ -6,7 +6,6 @@
  * Must not: contain allocation logic (api_box.h has it). */
 #include "hakmem_internal.h"
 #include "front/api_box.h"
-#include "base/diag_box.h"
 #include "hakmem.h"
 #include "backend/large_box.h"
 #include "base/superslab_stats.h"

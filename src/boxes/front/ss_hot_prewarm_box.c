@@ -4,12 +4,12 @@
 #include "base/env_box.h"
 #include "heap/heap_box.h"
 #include "backend/ss_allocation_box.h"
-#include "base/ss_mem_lean_env_box.h"
+#include "backend/ss_release_policy_box.h"
 
 int box_ss_hot_prewarm_all(void)
 {
     /* LEAN: no prewarm; memory is committed only when asked for. */
-    if (ss_mem_lean_enabled())
+    if (ss_release_lean())
         return 0;
     int done = 0;
     /* Whole superslabs first (opt-in), so the hot slabs below land in them. */
@@ -26,7 +26,7 @@ int box_ss_hot_prewarm_all(void)
     /* One block per hot class, freed at once: the slab stays (a heap keeps
      * the last slab of each class) with its first page carved. */
     for (unsigned cls = 0; cls <= hk_size_to_class(max); cls++) {
-        void *p = hk_small_alloc(cls);
+        void *p = hk_small_alloc(cls, hk_heap_alloc_slow);
         if (!p)
             break;
         hk_small_free(p);

@@ -6,6 +6,7 @@
 #include "heap/heap_box.h"
 #include "backend/large_box.h"
 #include "backend/ss_allocation_box.h"
+#include "backend/ss_release_policy_box.h"
 #include "front/ss_hot_prewarm_box.h"
 #include "os/ss_registry_box.h"
 #include "base/superslab_stats.h"
@@ -118,6 +119,7 @@ int hk_global_init(void)
         /* Steps that cannot fail for lack of memory, done once. */
         static bool once_done;
         if (!once_done) {
+            ss_release_policy_init(); /* its settings' defaults, before they are parsed */
             hk_env_init();
             make_secrets(g_hk_key);
             if (pthread_key_create(&g_exit_key, thread_exit_hook) != 0)
@@ -134,8 +136,6 @@ int hk_global_init(void)
             return -1;
         }
         atomic_store_explicit(&g_init_state, 2, memory_order_release);
-        /* After init is published: prewarm allocates superslabs itself. */
-        box_ss_hot_prewarm_all();
         return 0;
     }
     /* Another thread is initialising (it never allocates through us while
@@ -145,18 +145,30 @@ int hk_global_init(void)
     return st == 2 ? 0 : -1;
 }
 
-void hk_thread_register_exit(hk_heap_t *h)
+/* A thread's first malloc: the process first, then the thread's heap and
+ * its exit hook. */
+hk_heap_t *hk_thread_start(void)
 {
+    if (hk_tls_heap != &g_hk_heap_empty)
+        return hk_tls_heap; /* started already (or exited: the shared heap serves it) */
+    if (hk_global_init() != 0)
+        return NULL;
+    hk_heap_t *h = hk_heap_thread_init();
     /* The main thread never runs key destructors (exit() does not), which
      * is fine: the process is going away. */
-    pthread_setspecific(g_exit_key, h);
+    if (h)
+        pthread_setspecific(g_exit_key, h);
+    return h;
 }
 
-/* Prewarm at load time, before main, so the first timed loop of a program
- * finds its memory resident. */
+/* Init and prewarm at load time, before main, so the first timed loop of a
+ * program finds its memory resident. Prewarm allocates through this
+ * thread's heap, so it runs here, after init and with the thread started,
+ * not inside init. */
 __attribute__((constructor(101))) static void hakmem_load(void)
 {
-    hk_global_init();
+    if (hk_global_init() == 0 && !ss_release_lean() && hk_thread_start())
+        box_ss_hot_prewarm_all();
 }
 
 __attribute__((destructor)) static void hakmem_unload(void)

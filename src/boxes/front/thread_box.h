@@ -1,21 +1,23 @@
-/* thread_box: process and thread lifecycle.
- * Owns: one-time global initialisation (registry, settings, free-list secrets,
- * prewarm), the thread-exit hook (a pthread key whose destructor abandons
- * the thread's heap), and the fork handlers that keep every lock consistent
- * across fork().
+/* thread_box (front): process and thread lifecycle.
+ * Owns: one-time global initialisation (settings, free-list secrets,
+ * registry), the start
+ * of a thread (its heap and its exit hook: a pthread key whose destructor
+ * abandons the heap), and the fork handlers that keep every lock
+ * consistent across fork().
  * Must not: allocate through malloc. */
 #ifndef HAKMEM_THREAD_BOX_H
 #define HAKMEM_THREAD_BOX_H
 
-#include <stddef.h>
+#include "heap/heap_box.h"
 
-struct hk_heap;
+#include <stddef.h>
 
 /* Initialise the process state once (any thread, any time, reentrant-safe).
  * 0 on success, -1 if the allocator cannot work (no address space). */
 int hk_global_init(void);
-/* Arrange for hk_heap_thread_done(h) when the calling thread exits. */
-void hk_thread_register_exit(struct hk_heap *h);
+/* A thread's first malloc: the process first (hk_global_init), then the
+ * thread's heap and its exit hook. NULL if either cannot be had. */
+hk_heap_t *hk_thread_start(void);
 /* Debug build: recount the gauges (superslabs live, cached, decommitted,
  * committed bytes, large blocks) from every box's own lists under every
  * lock, and abort with one line if one disagrees. No-op elsewhere. Runs at

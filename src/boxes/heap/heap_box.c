@@ -5,30 +5,22 @@
 #include "base/diag_box.h"
 #include "os/ss_os_acquire_box.h"
 #include "os/ss_registry_box.h"
-#include "base/ss_mem_lean_env_box.h"
 #include "backend/ss_release_policy_box.h"
 #include "base/superslab_stats.h"
-#include "front/thread_box.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 hk_slab_t g_hk_slab_empty;
-#define HK_E1 &g_hk_slab_empty
-#define HK_E8 HK_E1, HK_E1, HK_E1, HK_E1, HK_E1, HK_E1, HK_E1, HK_E1
-#define HK_CUR_EMPTY {HK_E8, HK_E8, HK_E8, HK_E8, HK_E8, HK_E8, HK_E8, HK_E8, HK_E8}
-_Static_assert(HK_NUM_CLASSES == 72, "HK_CUR_EMPTY lists 72 classes");
+#define HK_CUR_EMPTY {[0 ... HK_NUM_CLASSES - 1] = &g_hk_slab_empty}
 hk_heap_t g_hk_heap_empty = {.cur = HK_CUR_EMPTY};
 hk_heap_t g_hk_heap_exited = {.cur = HK_CUR_EMPTY};
 /* The heap of threads whose own heap is gone (g_hk_heap_exited): no thread
  * has it as hk_tls_heap, so it is only ever used under its lock. */
 static hk_heap_t g_shared_heap = {.cur = HK_CUR_EMPTY, .alive = 1};
-#undef HK_E8
-#undef HK_E1
+#undef HK_CUR_EMPTY
 
 __thread hk_heap_t *hk_tls_heap = &g_hk_heap_empty;
 uintptr_t g_hk_key[2];
@@ -515,16 +507,6 @@ static void slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
  * still has them (the pending ones and any other unused one), one madvise
  * per run of adjacent slabs: all of them are free, and longer runs mean
  * fewer syscalls. */
-#define HK_DECOMMIT_BATCH 16
-#define HK_DECOMMIT_SETTLE_MS 50
-
-static int64_t hk_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void slab_flush_pending_decommit(hk_superslab_t *ss)
 {
     uint32_t m = ss->free_mask & HK_SS_ALL_SLABS_FREE;
@@ -547,7 +529,7 @@ static void slab_flush_pending_decommit(hk_superslab_t *ss)
 }
 
 /* LEAN: give back every slab of the heap still waiting, if the first has
- * waited HK_DECOMMIT_SETTLE_MS (or at once: force). Lock held. Any path
+ * waited long enough (ss_release_settled; or at once: force). Lock held. Any path
  * that holds the lock calls this: the owner's slow paths, helpers,
  * malloc_trim; so slabs do not wait for a later release in their own
  * superslab. */
@@ -555,7 +537,7 @@ static void heap_flush_pending(hk_heap_t *h, bool force)
 {
     if (!config_lean || !h->pending_since_ms)
         return;
-    if (!force && (uint32_t)hk_now_ms() - h->pending_since_ms < HK_DECOMMIT_SETTLE_MS)
+    if (!force && !ss_release_settled(h->pending_since_ms, (uint32_t)ss_release_now_ms()))
         return;
     __atomic_store_n(&h->pending_since_ms, 0, __ATOMIC_RELAXED);
     for (hk_superslab_t *ss = h->ss_list; ss; ss = ss->next)
@@ -578,10 +560,10 @@ static void heap_sweep(hk_heap_t *self)
 {
     if (++hk_tls_slow_calls % HK_SWEEP_EVERY != 0)
         return;
-    uint32_t now = (uint32_t)hk_now_ms();
+    uint32_t now = (uint32_t)ss_release_now_ms();
     uint32_t next = atomic_load_explicit(&g_next_sweep_ms, memory_order_relaxed);
     if ((int32_t)(now - next) < 0 ||
-        !atomic_compare_exchange_strong(&g_next_sweep_ms, &next, now + HK_DECOMMIT_SETTLE_MS))
+        !atomic_compare_exchange_strong(&g_next_sweep_ms, &next, now + SS_RELEASE_SETTLE_MS))
         return;
     superslab_reclaim_abandoned(ss_collect_orphan, HK_SWEEP_ABANDONED, false);
     if (!config_lean)
@@ -630,12 +612,12 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     bool had_none_free = ss->free_mask == 0;
     ss->free_mask |= 1u << s->index;
     /* LEAN over budget: the slab's pages go back (unless the whole
-     * superslab is about to be released anyway), sixteen slabs at a time
-     * once the first has waited 50 ms, so that a large free costs about one
-     * syscall per superslab, not one per slab; what is left waiting is
+     * superslab is about to be released anyway), in batches once the first
+     * has settled (ss_release_batch_due), so that a large free costs about
+     * one syscall per superslab, not one per slab; what is left waiting is
      * flushed by heap_flush_pending() once it is due. */
     if (config_lean && ss->used_slabs > 1 && ss_should_decommit_slab()) {
-        uint32_t now = (uint32_t)hk_now_ms();
+        uint32_t now = (uint32_t)ss_release_now_ms();
         if (!ss->pending_decommit)
             ss->pending_since_ms = now;
         if (!h->pending_since_ms)
@@ -643,8 +625,7 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
         ss->pending_decommit |= 1u << s->index;
         /* A superslab that is draining fast (a large free in progress) is
          * about to be released whole, in one call: give it a moment. */
-        if (__builtin_popcount(ss->pending_decommit) >= HK_DECOMMIT_BATCH &&
-            now - ss->pending_since_ms >= HK_DECOMMIT_SETTLE_MS)
+        if (ss_release_batch_due(ss->pending_decommit, ss->pending_since_ms, now))
             slab_flush_pending_decommit(ss);
     }
     if (had_none_free) {
@@ -741,7 +722,7 @@ static void heap_adopt(hk_heap_t *h, hk_superslab_t *ss)
     h->ss_count++;
     ss_list_push_front(h, ss);
     if (ss->pending_decommit && !h->pending_since_ms)
-        __atomic_store_n(&h->pending_since_ms, (uint32_t)hk_now_ms() | 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&h->pending_since_ms, (uint32_t)ss_release_now_ms() | 1, __ATOMIC_RELAXED);
     h->hold++;
     if (ss->used_slabs == 0)
         h->empty_ss++;
@@ -856,28 +837,12 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
 
 void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls)
 {
-    if (HK_UNLIKELY(heap == &g_hk_heap_empty)) {
-        heap = hk_heap_thread_init();
-        if (!heap) {
-            errno = ENOMEM;
-            return NULL;
-        }
-    } else if (HK_UNLIKELY(heap == &g_hk_heap_exited)) {
+    if (HK_UNLIKELY(heap == &g_hk_heap_exited))
         heap = &g_shared_heap;
-    }
     heap_lock(heap);
     void *p = heap_alloc_locked(heap, cls);
     heap_unlock(heap);
-    if (HK_UNLIKELY(!p) && hk_release_cached() > 0) {
-        /* The OS refused a superslab: cached ranges hold address space
-         * (RLIMIT_AS) that a retry can use. */
-        heap_lock(heap);
-        p = heap_alloc_locked(heap, cls);
-        heap_unlock(heap);
-    }
     heap_sweep(heap);
-    if (!p)
-        errno = ENOMEM;
     return p;
 }
 
@@ -920,9 +885,7 @@ static void slab_free_locked(hk_heap_t *h, hk_slab_t *slab, hk_block_t *b)
          * hold their superslab (heap_release_idle_superslab). */
         hk_superslab_t *ss = hk_ss_of(slab);
         if (h->cur[slab->cls] == slab && slab->next == NULL && !(config_lean && ss_should_decommit_slab())) {
-            /* (Not in the debug build: a kept slab keeps the junk of its
-             * freed blocks, the evidence of a write after free.) */
-            if (config_lean && !config_debug && ss_mem_lean_enabled())
+            if (config_lean && ss_release_idle_superslab())
                 heap_release_idle_superslab(h, ss);
             return;
         }
@@ -1016,12 +979,6 @@ size_t hk_heap_trim_all(void)
 
 hk_heap_t *hk_heap_thread_init(void)
 {
-    if (hk_global_init() != 0)
-        return NULL;
-    /* The first init of the process prewarms through this very thread's
-     * heap, which it creates on the way: use that one. */
-    if (hk_tls_heap != &g_hk_heap_empty)
-        return hk_tls_heap;
     hk_heap_t *h = heap_struct_alloc();
     if (!h)
         return NULL;
@@ -1030,7 +987,6 @@ hk_heap_t *hk_heap_thread_init(void)
     h->alive = 1;
     heap_unlock(h);
     hk_tls_heap = h;
-    hk_thread_register_exit(h);
     return h;
 }
 
@@ -1106,53 +1062,4 @@ void hk_free_list_corrupt(const void *block, uintptr_t decoded)
     hk_msg_str(&m, ": a freed block was written to)");
     hk_msg_flush(&m);
     abort();
-}
-
-void hk_debug_junk_fill(hk_block_t *b, size_t block_size)
-{
-    memset((uint8_t *)b + sizeof *b, HK_JUNK_BYTE, block_size - sizeof *b);
-}
-
-void hk_debug_junk_check(hk_block_t *b, size_t block_size)
-{
-    const uint8_t *p = (const uint8_t *)b + sizeof *b;
-    for (size_t i = 0; i < block_size - sizeof *b; i++) {
-        if (p[i] != HK_JUNK_BYTE) {
-            hk_report_misuse("write after free", (uint8_t *)b + sizeof *b + i,
-                             "a freed block was modified");
-            return;
-        }
-    }
-}
-
-/* The trailer: requested size in the low half, a marker in the high half,
- * so a block allocated without a canary is never mistaken for one. */
-#define HK_CANARY_MARK 0x43414e41ull /* "CANA" */
-
-void hk_debug_canary_set(void *p, size_t block_size, size_t size)
-{
-    uint8_t *b = (uint8_t *)p;
-    uint64_t trailer = (HK_CANARY_MARK << 32) | (uint64_t)size;
-    memset(b + size, HK_CANARY_BYTE, block_size - 8 - size);
-    memcpy(b + block_size - 8, &trailer, 8);
-}
-
-size_t hk_debug_canary_check(void *p, size_t block_size)
-{
-    const uint8_t *b = (const uint8_t *)p;
-    uint64_t trailer;
-    memcpy(&trailer, b + block_size - 8, 8);
-    uint64_t size = trailer & 0xffffffffu;
-    if ((trailer >> 32) != HK_CANARY_MARK || size + 16 > block_size) {
-        /* Not a canaried block (the largest small sizes have no room for
-         * one), or its trailer was overwritten: nothing to check. */
-        return block_size;
-    }
-    for (size_t i = size; i < block_size - 8; i++) {
-        if (b[i] != HK_CANARY_BYTE) {
-            hk_report_misuse("heap overflow", b + i, "write past the end of a block");
-            break;
-        }
-    }
-    return (size_t)size;
 }

@@ -33,6 +33,7 @@
 #include "hakmem_internal.h"
 #include "base/size_class_box.h"
 #include "backend/ss_allocation_box.h"
+#include "heap/debug_box.h"
 
 typedef struct hk_heap {
     hk_slab_t *cur[HK_NUM_CLASSES];     /* class list heads; &g_hk_slab_empty if none */
@@ -105,29 +106,28 @@ HK_INLINE uintptr_t hk_link_encode(const hk_block_t *b, uintptr_t t, const hk_bl
 HK_INLINE int32_t hk_slab_used(const hk_slab_t *s) { return __atomic_load_n(&s->used, __ATOMIC_RELAXED); }
 HK_INLINE void hk_slab_used_set(hk_slab_t *s, int32_t v) { __atomic_store_n(&s->used, v, __ATOMIC_RELAXED); }
 
+/* The heap's part of a malloc whose class list is empty: refill, or a new
+ * slab (NULL when memory ran out; errno is the caller's). A thread that
+ * has exited (&g_hk_heap_exited) is served from the shared heap; `heap`
+ * must not be &g_hk_heap_empty (a thread not started yet). */
 void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls);
-/* Debug build: free blocks are junk-filled past their link and tag; the
- * junk is checked when the block is handed out again (write after free). */
-#define HK_JUNK_BYTE 0xDF
-void hk_debug_junk_fill(hk_block_t *b, size_t block_size);
-void hk_debug_junk_check(hk_block_t *b, size_t block_size);
-/* Debug build: [requested bytes][canary ...][requested size, 8 bytes]. */
-#define HK_CANARY_BYTE 0xCA
-void hk_debug_canary_set(void *p, size_t block_size, size_t size);
-/* Checks the canary; returns the requested size (block size if none). */
-size_t hk_debug_canary_check(void *p, size_t block_size);
+/* The caller's slow path, handed to hk_small_alloc(): the front layer's
+ * starts the thread (and the process) first and retries when memory ran
+ * out, then calls hk_heap_alloc_slow(); so this box never calls up. */
+typedef void *(*hk_alloc_slow_t)(hk_heap_t *heap, unsigned cls);
 void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab, hk_block_t *b);
 void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner);
 void hk_free_misuse(void *p, int kind);
 
-/* Allocate a block of class `cls`. NULL + ENOMEM when memory runs out. */
-HK_INLINE void *hk_small_alloc(unsigned cls)
+/* Allocate a block of class `cls`; an empty class list goes to `slow`
+ * (a constant at every call, so the call is direct). */
+HK_INLINE void *hk_small_alloc(unsigned cls, hk_alloc_slow_t slow)
 {
     hk_heap_t *heap = hk_tls_heap;
     hk_slab_t *slab = heap->cur[cls];
     hk_block_t *b = slab->free;
     if (HK_UNLIKELY(!b))
-        return hk_heap_alloc_slow(heap, cls);
+        return slow(heap, cls);
     slab->free = hk_link_next(b, hk_block_secret(b));
     slab->used++; /* the head of a class list is never parked: no helper touches it */
     b->tag = 0; /* a live block never carries the free tag */
@@ -222,7 +222,8 @@ size_t hk_heap_trim_all(void);
  * holds every lock: hk_heap_fork_prepare). */
 void hk_heap_count_superslabs(hk_ss_count_t *c);
 
-/* Thread lifecycle (thread_box calls these). */
+/* Thread lifecycle (thread_box calls these): a heap for the calling
+ * thread, made its own (NULL: no memory for the struct); and its end. */
 hk_heap_t *hk_heap_thread_init(void);
 void hk_heap_thread_done(hk_heap_t *heap);
 /* Fork: hold every heap lock and wait out remote frees that are notifying

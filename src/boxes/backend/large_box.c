@@ -542,3 +542,5 @@ void hk_large_count(hk_large_count_t *c)
 void hk_large_fork_prepare(void) { pthread_mutex_lock(&g_large_lock); }
 void hk_large_fork_parent(void) { pthread_mutex_unlock(&g_large_lock); }
 void hk_large_fork_child(void) { pthread_mutex_unlock(&g_large_lock); } /* held since prepare */
+
+size_t hk_release_cached(void) { return hk_large_trim() + superslab_trim(); }

@@ -43,4 +43,8 @@ void hk_large_fork_prepare(void);
 void hk_large_fork_parent(void);
 void hk_large_fork_child(void);
 
+/* Memory ran out: give back every cached range (large blocks, empty and
+ * decommitted superslabs) so that a retry can map. Returns bytes released. */
+size_t hk_release_cached(void);
+
 #endif

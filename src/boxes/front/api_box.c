@@ -6,29 +6,9 @@
 #include "hakmem.h"
 #include "backend/ss_allocation_box.h"
 #include "base/superslab_stats.h"
+#include "front/ss_hot_prewarm_box.h"
 #include "front/thread_box.h"
-
-#include <errno.h>
-
-/* The slow path of every small malloc, handed down to hk_small_alloc: a
- * thread's first malloc starts it (and the process); memory that ran out
- * is looked for again after the caches are given back. */
-void *hk_alloc_slow(hk_heap_t *heap, unsigned cls)
-{
-    if (HK_UNLIKELY(heap == &g_hk_heap_empty) && !(heap = hk_thread_start()))
-        goto out_of_memory;
-    void *p = hk_heap_alloc_slow(heap, cls);
-    if (HK_UNLIKELY(!p) && hk_release_cached() > 0) {
-        /* The OS refused a superslab: cached ranges hold address space
-         * (RLIMIT_AS) that a retry can use. */
-        p = hk_heap_alloc_slow(heap, cls);
-    }
-    if (HK_LIKELY(p != NULL))
-        return p;
-out_of_memory:
-    errno = ENOMEM;
-    return NULL;
-}
+#include "backend/ss_release_policy_box.h"
 
 void *hk_debug_small_alloc(size_t size, size_t align)
 {
@@ -236,3 +216,13 @@ HK_API int hakmem_owns(const void *p)
 
 HK_API const char *hakmem_version(void) { return PACKAGE_VERSION; }
 HK_API const char *hakmem_variant(void) { return config_variant_name; }
+
+/* Init and prewarm at load time, before main, so the first timed loop of a
+ * program finds its memory resident. Prewarm allocates through this
+ * thread's heap, so it runs here, after init and with the thread started,
+ * not inside init. */
+__attribute__((constructor(101))) static void hakmem_load(void)
+{
+    if (hk_global_init() == 0 && !ss_release_lean() && hk_thread_start())
+        box_ss_hot_prewarm_all();
+}

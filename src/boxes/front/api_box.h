@@ -8,6 +8,7 @@
 #define HAKMEM_API_BOX_H
 
 #include "hakmem_internal.h"
+#include "front/thread_box.h"
 #include "heap/heap_box.h"
 #include "backend/large_box.h"
 #include "os/ss_registry_box.h"
@@ -16,8 +17,6 @@
 #include <string.h>
 
 /* Slow paths, out of line (api_box.c). */
-/* hk_small_alloc's slow path: NULL + ENOMEM when memory runs out. */
-void *hk_alloc_slow(hk_heap_t *heap, unsigned cls);
 /* malloc of sizes above the direct table, and of every size in the debug
  * build. */
 void *hk_malloc_slow(size_t size);
@@ -31,7 +30,7 @@ void *hk_realloc_impl(void *p, size_t size);
 size_t hk_usable_other(void *p, unsigned kind);
 
 /* A block of class `cls`; NULL + ENOMEM when memory runs out. */
-HK_INLINE void *hk_alloc_class(unsigned cls) { return hk_small_alloc(cls, hk_alloc_slow); }
+HK_INLINE void *hk_alloc_class(unsigned cls) { return hk_small_alloc(cls, hk_thread_start); }
 
 HK_INLINE void *hk_api_malloc(size_t size)
 {

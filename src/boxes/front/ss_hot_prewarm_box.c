@@ -2,6 +2,7 @@
 #include "hakmem_internal.h"
 #include "front/ss_hot_prewarm_box.h"
 #include "base/env_box.h"
+#include "front/thread_box.h"
 #include "heap/heap_box.h"
 #include "backend/ss_allocation_box.h"
 #include "backend/ss_release_policy_box.h"
@@ -26,7 +27,7 @@ int box_ss_hot_prewarm_all(void)
     /* One block per hot class, freed at once: the slab stays (a heap keeps
      * the last slab of each class) with its first page carved. */
     for (unsigned cls = 0; cls <= hk_size_to_class(max); cls++) {
-        void *p = hk_small_alloc(cls, hk_heap_alloc_slow);
+        void *p = hk_small_alloc(cls, hk_thread_start);
         if (!p)
             break;
         hk_small_free(p);

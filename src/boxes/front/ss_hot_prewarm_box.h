@@ -8,7 +8,7 @@
  * want more memory resident up front can ask for whole superslabs with
  * HAKMEM_PREWARM_SS=N (2 MiB each, one populate call each).
  * LEAN does no prewarm (HAKMEM_SS_MEM_LEAN=1: returns 0 at once).
- * Called from the library's constructor (thread_box), after init, with the
+ * Called from the library's constructor (api_box), after init, with the
  * calling thread started: it allocates through that thread's heap.
  * Owns: what is prewarmed and how much.
  * Must not: keep blocks: whatever it allocates it frees again. */

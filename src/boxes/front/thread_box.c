@@ -7,7 +7,6 @@
 #include "backend/large_box.h"
 #include "backend/ss_allocation_box.h"
 #include "backend/ss_release_policy_box.h"
-#include "front/ss_hot_prewarm_box.h"
 #include "os/ss_registry_box.h"
 #include "base/superslab_stats.h"
 
@@ -87,8 +86,6 @@ void hk_check_gauges(void)
     }
 }
 
-size_t hk_release_cached(void) { return hk_large_trim() + superslab_trim(); }
-
 /* The free-list secrets: from the kernel's random source (no heap, no
  * file); should that fail, from AT_RANDOM and the clock, mixed. */
 static void make_secrets(uintptr_t key[2])
@@ -159,16 +156,6 @@ hk_heap_t *hk_thread_start(void)
     if (h)
         pthread_setspecific(g_exit_key, h);
     return h;
-}
-
-/* Init and prewarm at load time, before main, so the first timed loop of a
- * program finds its memory resident. Prewarm allocates through this
- * thread's heap, so it runs here, after init and with the thread started,
- * not inside init. */
-__attribute__((constructor(101))) static void hakmem_load(void)
-{
-    if (hk_global_init() == 0 && !ss_release_lean() && hk_thread_start())
-        box_ss_hot_prewarm_all();
 }
 
 __attribute__((destructor)) static void hakmem_unload(void)

@@ -37,6 +37,7 @@
 
 typedef struct hk_heap {
     hk_slab_t *cur[HK_NUM_CLASSES];     /* class list heads; &g_hk_slab_empty if none */
+    hk_slab_t *tail[HK_NUM_CLASSES];    /* class list tails (owner only; NULL if none) */
     _Atomic(hk_slab_t *) remote_slabs;  /* slabs that got remote frees while parked full */
     _Atomic uint32_t notified;          /* pushes onto remote_slabs since the last drain */
     uint32_t alive;                     /* a thread (or the shared heap) uses it */
@@ -106,34 +107,43 @@ HK_INLINE uintptr_t hk_link_encode(const hk_block_t *b, uintptr_t t, const hk_bl
 HK_INLINE int32_t hk_slab_used(const hk_slab_t *s) { return __atomic_load_n(&s->used, __ATOMIC_RELAXED); }
 HK_INLINE void hk_slab_used_set(hk_slab_t *s, int32_t v) { __atomic_store_n(&s->used, v, __ATOMIC_RELAXED); }
 
-/* The heap's part of a malloc whose class list is empty: refill, or a new
- * slab (NULL when memory ran out; errno is the caller's). A thread that
- * has exited (&g_hk_heap_exited) is served from the shared heap; `heap`
- * must not be &g_hk_heap_empty (a thread not started yet). */
-void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls);
-/* The caller's slow path, handed to hk_small_alloc(): the front layer's
- * starts the thread (and the process) first and retries when memory ran
- * out, then calls hk_heap_alloc_slow(); so this box never calls up. */
-typedef void *(*hk_alloc_slow_t)(hk_heap_t *heap, unsigned cls);
+/* Starts the calling thread (and the process, the first time): a heap of
+ * its own, and its exit hook; NULL if either cannot be had. The front
+ * layer's (thread_box: hk_thread_start) is handed down to the heap through
+ * hk_small_alloc, so this box never calls up. */
+typedef hk_heap_t *(*hk_thread_start_t)(void);
+/* A malloc whose class list is empty: the next slab, a refill, or a new
+ * slab; a thread not started yet (&g_hk_heap_empty) is started with
+ * `start` first; one that has exited (&g_hk_heap_exited) is served from
+ * the shared heap. NULL + ENOMEM when memory runs out (after the backend's
+ * caches were given back and the allocation tried again). */
+void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls, hk_thread_start_t start);
 void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab, hk_block_t *b);
 void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner);
 void hk_free_misuse(void *p, int kind);
 
-/* Allocate a block of class `cls`; an empty class list goes to `slow`
- * (a constant at every call, so the call is direct). */
-HK_INLINE void *hk_small_alloc(unsigned cls, hk_alloc_slow_t slow)
+/* Pop b, the first block of the free list of a slab on its class list
+ * (never parked: no helper touches it, and used is the owner's alone). */
+HK_INLINE void *hk_slab_pop(hk_slab_t *slab, hk_block_t *b)
+{
+    slab->free = hk_link_next(b, hk_block_secret(b));
+    slab->used++;
+    b->tag = 0; /* a live block never carries the free tag */
+    if (config_debug)
+        hk_debug_junk_check(b, slab->block_size);
+    return b;
+}
+
+/* Allocate a block of class `cls`. NULL + ENOMEM when memory runs out.
+ * `start`: the caller's thread start (a constant at every call). */
+HK_INLINE void *hk_small_alloc(unsigned cls, hk_thread_start_t start)
 {
     hk_heap_t *heap = hk_tls_heap;
     hk_slab_t *slab = heap->cur[cls];
     hk_block_t *b = slab->free;
     if (HK_UNLIKELY(!b))
-        return slow(heap, cls);
-    slab->free = hk_link_next(b, hk_block_secret(b));
-    slab->used++; /* the head of a class list is never parked: no helper touches it */
-    b->tag = 0; /* a live block never carries the free tag */
-    if (config_debug)
-        hk_debug_junk_check(b, slab->block_size);
-    return b;
+        return hk_heap_alloc_slow(heap, cls, start);
+    return hk_slab_pop(slab, b);
 }
 
 enum { HK_MISUSE_INVALID = 1, HK_MISUSE_DOUBLE = 2 };

@@ -133,7 +133,7 @@ START_TEST(lean_off_keeps_everything)
         return; /* HAKMEM_SS_MEM_LEAN=1 in the environment: not this case */
     ck_assert(ss_should_keep_superslab(NULL, -1));
     ck_assert(!ss_should_decommit_slab());
-    ck_assert_uint_eq(ss_heap_keep_empty(), 1);
+    ck_assert_uint_eq(ss_release_heap_keep_empty(), 1);
     ck_assert_uint_eq(ss_release_large_cache_limit(123 * MIB), 123 * MIB);
     ck_assert_int_eq(hk_opt(HK_OPT_LEAN_TARGET_MB), SS_RELEASE_TARGET_MB_DEFAULT);
 }

@@ -357,7 +357,7 @@ void *hk_large_alloc(size_t size, size_t align, bool zero)
     }
     base = (uintptr_t)p;
     note_large_fresh(msize);
-    hk_registry_set(base, msize, HK_REG_LARGE);
+    hk_os_registry_set(base, msize, HK_REG_LARGE);
     if (!table_reserve_locked()) {
         hk_os_unmap(p, msize);
         errno = ENOMEM;
@@ -490,7 +490,7 @@ void *hk_large_realloc(void *p, size_t new_size, bool *found)
     pthread_mutex_unlock(&g_large_lock);
     void *q = hk_os_remap((void *)base, size, need);
     if (q)
-        hk_registry_set((uintptr_t)q, need, HK_REG_LARGE);
+        hk_os_registry_set((uintptr_t)q, need, HK_REG_LARGE);
     pthread_mutex_lock(&g_large_lock);
     g_table_moving--;
     g_moving_bytes -= size;

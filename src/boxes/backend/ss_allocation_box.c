@@ -56,7 +56,7 @@ static hk_superslab_t *ss_map_new(void)
         return NULL;
     }
     ss_init_header(ss);
-    hk_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
+    hk_os_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
     HK_GAUGE_ADD(bytes_committed, (int64_t)HK_SS_SIZE);
     return ss;
 }
@@ -120,9 +120,9 @@ static int ss_unmap(hk_superslab_t *ss)
 {
     int64_t still = (int64_t)HK_SS_SIZE - (int64_t)ss->decommitted_slabs * (int64_t)HK_SLAB_SIZE;
     ss->magic = 0;
-    hk_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_NONE);
+    hk_os_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_NONE);
     if (hk_os_unmap(ss, HK_SS_SIZE) != 0) {
-        hk_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
+        hk_os_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
         ss->magic = HK_SS_MAGIC;
         return -1;
     }
@@ -145,7 +145,7 @@ void superslab_free(hk_superslab_t *ss)
     superslab_release(ss);
     /* The allowance may have shrunk (the bounce bonus decays): trim the
      * cache back to it. */
-    int64_t allow = ss_lean_cache_allowance();
+    int64_t allow = ss_release_cache_allowance();
     while (HK_GAUGE_GET(ss_cached) > allow) {
         hk_superslab_t *extra = NULL;
         pthread_mutex_lock(&g_cache_lock);

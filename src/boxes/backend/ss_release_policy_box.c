@@ -96,9 +96,9 @@ void ss_release_policy_note_reuse(size_t bytes)
         ss_release_reuse_at(&ss_release_state, ss_release_now_ms(), bytes);
 }
 
-unsigned ss_heap_keep_empty(void) { return ss_release_lean() ? 0 : 1; }
+unsigned ss_release_heap_keep_empty(void) { return ss_release_lean() ? 0 : 1; }
 
-int64_t ss_lean_cache_allowance(void) { return ss_release_allowance_at(&ss_release_state, ss_release_now_ms()); }
+int64_t ss_release_cache_allowance(void) { return ss_release_allowance_at(&ss_release_state, ss_release_now_ms()); }
 
 bool ss_should_keep_superslab(struct hk_superslab *ss, int class_idx)
 {

@@ -122,10 +122,10 @@ bool ss_should_decommit_slab(void);
 /* Released memory (a superslab, a slab, a large block) was taken again. */
 void ss_release_policy_note_reuse(size_t bytes);
 /* How many empty superslabs the LEAN cache may hold now. */
-int64_t ss_lean_cache_allowance(void);
+int64_t ss_release_cache_allowance(void);
 /* Empty superslabs a heap keeps for itself before handing them to
  * superslab_free(): FAST 1, LEAN 0 (the cache decides instead). */
-unsigned ss_heap_keep_empty(void);
+unsigned ss_release_heap_keep_empty(void);
 /* The byte limit of the large-block cache, given the configured one
  * (HAKMEM_LARGE_CACHE_MB): LEAN (giving back) caps it at the budget, target
  * plus bonus, so freed large blocks do not outlive it, while a program

@@ -115,7 +115,7 @@ void *hk_realloc_impl(void *p, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    unsigned kind = hk_registry_kind((uintptr_t)p);
+    unsigned kind = hk_os_registry_kind((uintptr_t)p);
     size_t old;
     if (kind == HK_REG_SUPERSLAB) {
         old = hk_small_usable(p);
@@ -206,7 +206,7 @@ HK_API int hakmem_malloc_trim(size_t pad)
 
 HK_API int hakmem_owns(const void *p)
 {
-    unsigned kind = hk_registry_kind((uintptr_t)p);
+    unsigned kind = hk_os_registry_kind((uintptr_t)p);
     if (kind == HK_REG_SUPERSLAB)
         return hk_small_usable(p) != 0;
     if (kind == HK_REG_LARGE)

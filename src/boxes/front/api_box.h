@@ -43,7 +43,7 @@ HK_INLINE void *hk_api_malloc(size_t size)
 
 HK_INLINE void hk_api_free(void *p)
 {
-    unsigned kind = hk_registry_kind((uintptr_t)p);
+    unsigned kind = hk_os_registry_kind((uintptr_t)p);
     if (HK_LIKELY(kind == HK_REG_SUPERSLAB)) {
         hk_small_free(p);
         return;
@@ -69,7 +69,7 @@ HK_INLINE void *hk_api_calloc(size_t n, size_t size)
 
 HK_INLINE size_t hk_api_usable(void *p)
 {
-    unsigned kind = hk_registry_kind((uintptr_t)p);
+    unsigned kind = hk_os_registry_kind((uintptr_t)p);
     if (HK_LIKELY(kind == HK_REG_SUPERSLAB))
         return hk_small_usable(p);
     return hk_usable_other(p, kind);

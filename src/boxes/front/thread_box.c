@@ -128,7 +128,7 @@ int hk_global_init(void)
         }
         /* The registry needs address space. If the kernel refuses it now,
          * this call fails (ENOMEM) and the next allocation tries again. */
-        if (hk_registry_init() != 0) {
+        if (hk_os_registry_init() != 0) {
             atomic_store_explicit(&g_init_state, 0, memory_order_release);
             return -1;
         }

@@ -467,7 +467,7 @@ static void heap_drain_notifications(hk_heap_t *h)
         s = next;
     }
     h->hold--;
-    heap_trim_empty(h, ss_heap_keep_empty());
+    heap_trim_empty(h, ss_release_heap_keep_empty());
 }
 
 /* Hysteresis: in FAST a heap keeps one empty superslab for its next slabs;
@@ -652,7 +652,7 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     }
     if (--ss->used_slabs == 0) {
         h->empty_ss++;
-        heap_trim_empty(h, ss_heap_keep_empty());
+        heap_trim_empty(h, ss_release_heap_keep_empty());
     }
 }
 
@@ -751,7 +751,7 @@ static void heap_adopt(hk_heap_t *h, hk_superslab_t *ss)
     if (ss->free_mask == 0)
         ss_list_move_back(h, ss);
     h->hold--;
-    heap_trim_empty(h, ss_heap_keep_empty());
+    heap_trim_empty(h, ss_release_heap_keep_empty());
 }
 
 /* A thread with a heap frees into an abandoned superslab: adopt it and free
@@ -776,7 +776,7 @@ static bool heap_adopt_on_free(hk_superslab_t *ss, hk_block_t *b)
         heap_adopt(h, ss);
         slab_free_locked(h, hk_slab_of(ss, (uintptr_t)b), b);
         h->hold--;
-        heap_trim_empty(h, ss_heap_keep_empty());
+        heap_trim_empty(h, ss_release_heap_keep_empty());
     }
     heap_unlock(h);
     return taken;
@@ -902,7 +902,7 @@ static void heap_release_idle_superslab(hk_heap_t *h, hk_superslab_t *ss)
         if (!(ss->free_mask & (1u << i)) && !ss->slabs[i].parked)
             slab_release(h, ss, &ss->slabs[i]);
     h->hold--;
-    heap_trim_empty(h, ss_heap_keep_empty());
+    heap_trim_empty(h, ss_release_heap_keep_empty());
 }
 
 /* A free into a slab the owner holds the lock of: the fast path's work, and

@@ -11,8 +11,8 @@ static _Atomic bool g_madvise_off;     /* ENOMEM seen: fail fast from now on */
 static _Atomic bool g_free_refused;    /* EINVAL to MADV_FREE seen */
 static _Atomic uint64_t g_madvise_seq; /* debug fault injection */
 
-bool ss_os_madvise_disabled(void) { return atomic_load_explicit(&g_madvise_off, memory_order_relaxed); }
-bool ss_os_madv_free_refused(void) { return atomic_load_explicit(&g_free_refused, memory_order_relaxed); }
+bool hk_os_madvise_disabled(void) { return atomic_load_explicit(&g_madvise_off, memory_order_relaxed); }
+bool hk_os_madv_free_refused(void) { return atomic_load_explicit(&g_free_refused, memory_order_relaxed); }
 
 /* Debug builds: should this call fail, and with which errno? */
 static int injected_errno(void)
@@ -29,13 +29,13 @@ int ss_os_madvise_guarded(void *p, size_t size, hk_advice_t advice)
 {
     uintptr_t a = (uintptr_t)p;
     if (size == 0 || (a & (HK_PAGE_SIZE - 1)) || (size & (HK_PAGE_SIZE - 1)) ||
-        !hk_registry_covers_superslabs(a, size)) {
+        !hk_os_registry_covers_superslabs(a, size)) {
         HK_STAT_INC(madvise_guard_refusals);
         return -1;
     }
-    if (ss_os_madvise_disabled())
+    if (hk_os_madvise_disabled())
         return -1;
-    if (advice == HK_ADVICE_FREE && (ss_os_madv_free_refused() || !have_madv_free))
+    if (advice == HK_ADVICE_FREE && (hk_os_madv_free_refused() || !have_madv_free))
         advice = HK_ADVICE_DONTNEED;
 
     for (;;) {

@@ -20,8 +20,8 @@
 /* 0 on success; -1 if refused by the guard, disabled, or failed. */
 int ss_os_madvise_guarded(void *p, size_t size, hk_advice_t advice);
 /* Has ENOMEM switched madvise off for this process? */
-bool ss_os_madvise_disabled(void);
+bool hk_os_madvise_disabled(void);
 /* Has the kernel refused MADV_FREE (so DONTNEED is used instead)? */
-bool ss_os_madv_free_refused(void);
+bool hk_os_madv_free_refused(void);
 
 #endif

@@ -6,7 +6,7 @@
 uint8_t *g_hk_reg_map;
 uintptr_t g_hk_reg_limit;
 
-int hk_registry_init(void)
+int hk_os_registry_init(void)
 {
     if (g_hk_reg_map)
         return 0;
@@ -19,7 +19,7 @@ int hk_registry_init(void)
     return 0;
 }
 
-void hk_registry_set(uintptr_t base, size_t size, unsigned kind)
+void hk_os_registry_set(uintptr_t base, size_t size, unsigned kind)
 {
     uintptr_t first = base >> HK_SS_SHIFT;
     uintptr_t last = (base + size - 1) >> HK_SS_SHIFT;
@@ -33,7 +33,7 @@ void hk_registry_set(uintptr_t base, size_t size, unsigned kind)
     }
 }
 
-bool hk_registry_covers_superslabs(uintptr_t base, size_t size)
+bool hk_os_registry_covers_superslabs(uintptr_t base, size_t size)
 {
     if (size == 0 || base + size < base)
         return false;

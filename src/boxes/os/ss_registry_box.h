@@ -22,7 +22,7 @@ extern HK_HIDDEN uint8_t *g_hk_reg_map;
 extern HK_HIDDEN uintptr_t g_hk_reg_limit;
 
 /* Map an address to its entry; NONE for anything outside the map. */
-HK_INLINE unsigned hk_registry_kind(uintptr_t addr)
+HK_INLINE unsigned hk_os_registry_kind(uintptr_t addr)
 {
     uintptr_t idx = addr >> HK_SS_SHIFT;
     if (HK_UNLIKELY(idx >= g_hk_reg_limit))
@@ -31,10 +31,10 @@ HK_INLINE unsigned hk_registry_kind(uintptr_t addr)
 }
 
 /* Reserve the map. 0 on success, -1 if the address space is not there. */
-int hk_registry_init(void);
+int hk_os_registry_init(void);
 /* Mark every 2 MiB chunk touching [base, base+size) with kind. */
-void hk_registry_set(uintptr_t base, size_t size, unsigned kind);
+void hk_os_registry_set(uintptr_t base, size_t size, unsigned kind);
 /* Is [base, base+size) wholly inside superslabs hakmem mapped? */
-bool hk_registry_covers_superslabs(uintptr_t base, size_t size);
+bool hk_os_registry_covers_superslabs(uintptr_t base, size_t size);
 
 #endif

@@ -26,7 +26,7 @@ ls "$boxes"/*.c "$boxes"/*.h >/dev/null 2>&1 && { echo "FAIL: a box outside the 
 # One line per include of a box header: "from-folder from-box to-folder to-box".
 awk -v layers="$layers" -v edges="$edges" '
   BEGIN { n = split(layers, l, "\n"); for (i = 1; i <= n; i++) rank[l[i]] = n - i }  # bottom = 0
-  FNR == 1 { split(FILENAME, p, "/"); dir = p[length(p) - 1]; box = p[length(p)]; sub(/\.[ch]$/, "", box) }
+  FNR == 1 { np = split(FILENAME, p, "/"); dir = p[np - 1]; box = p[np]; sub(/\.[ch]$/, "", box) }
   /^[ \t]*#[ \t]*include[ \t]*"/ {
     inc = $0; sub(/^[^"]*"/, "", inc); sub(/".*$/, "", inc)
     if (inc !~ /\//) {

@@ -1,5 +1,5 @@
-/* api_box: the prefixed API (hakmem_*) and the out-of-line slow paths of
- * every entry point. See api_box.h. */
+/* api_box: the prefixed API (hakmem_*), the out-of-line slow paths of
+ * every entry point, and the library's constructor. See api_box.h. */
 #include "hakmem_internal.h"
 #include "front/api_box.h"
 #include "base/diag_box.h"

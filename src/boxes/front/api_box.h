@@ -2,7 +2,9 @@
  * errno, NULL, overflow, alignment validation), written once as inline
  * functions. api_box.c instantiates them as the prefixed hakmem_* API and
  * override_box.c as malloc, free, ...; both get the fast paths inlined.
- * Owns: argument validation and the small/large split.
+ * Owns: argument validation and the small/large split; the library's
+ * constructor (api_box.c: init, then FAST prewarm, at load), beside the
+ * hakmem_* API: a program that links the library reaches this file.
  * Must not: know about slabs beyond heap_box's inline interface. */
 #ifndef HAKMEM_API_BOX_H
 #define HAKMEM_API_BOX_H

@@ -1,4 +1,4 @@
-/* heap_box (front): per-thread heaps, size-class slabs, small malloc/free.
+/* heap_box: per-thread heaps, size-class slabs, small malloc/free.
  *
  * Each thread has a heap: for every size class a list of slabs with free
  * blocks (the head is where malloc pops from). A slab belongs to the heap

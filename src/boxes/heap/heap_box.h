@@ -25,8 +25,10 @@
  *
  * Owns: hk_heap_t, the class lists, carving, local/remote free, thread
  * exit (abandon) and adoption, the list of all heaps.
- * Must not: call the OS directly, or decide about releasing memory to the
- * OS (the superslab box and release policy do). */
+ * Must not: call the OS itself (its one mapping, the chunks heap structs
+ * are cut from and never given back, goes through the os layer's door), or
+ * decide about releasing memory to the OS (the superslab box and release
+ * policy do). */
 #ifndef HAKMEM_HEAP_BOX_H
 #define HAKMEM_HEAP_BOX_H
 

@@ -18,14 +18,13 @@
 #include <check.h>
 #include <sys/mman.h>
 
-#include "env_box.h"
-#include "large_box.h"
-#include "madvise_guard_box.h"
-#include "size_class_box.h"
-#include "ss_mem_lean_env_box.h"
-#include "ss_os_acquire_box.h"
-#include "ss_registry_box.h"
-#include "ss_release_policy_box.h"
+#include "base/env_box.h"
+#include "backend/large_box.h"
+#include "os/madvise_guard_box.h"
+#include "base/size_class_box.h"
+#include "base/ss_mem_lean_env_box.h"
+#include "os/ss_os_acquire_box.h"
+#include "os/ss_registry_box.h"
 
 /* ---- size_class_box ---------------------------------------------------------- */
 START_TEST(class_table_matches_computed)
@@ -104,22 +103,22 @@ END_TEST
 START_TEST(registry_kinds)
 {
     int local;
-    ck_assert_int_eq(hk_registry_init(), 0);
-    ck_assert_uint_eq(hk_registry_kind(0), HK_REG_NONE);
-    ck_assert_uint_eq(hk_registry_kind((uintptr_t)&local), HK_REG_NONE);
-    ck_assert_uint_eq(hk_registry_kind((uintptr_t)&registry_kinds), HK_REG_NONE);
-    ck_assert_uint_eq(hk_registry_kind((uintptr_t)1 << 47), HK_REG_NONE);
-    ck_assert_uint_eq(hk_registry_kind(UINTPTR_MAX), HK_REG_NONE);
+    ck_assert_int_eq(hk_os_registry_init(), 0);
+    ck_assert_uint_eq(hk_os_registry_kind(0), HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)&local), HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)&registry_kinds), HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)1 << 47), HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind(UINTPTR_MAX), HK_REG_NONE);
 
     void *small = hakmem_malloc(100);
     void *large = hakmem_malloc(4u << 20);
     ck_assert_ptr_nonnull(small);
     ck_assert_ptr_nonnull(large);
-    ck_assert_uint_eq(hk_registry_kind((uintptr_t)small), HK_REG_SUPERSLAB);
-    ck_assert_uint_eq(hk_registry_kind((uintptr_t)large), HK_REG_LARGE);
-    ck_assert(hk_registry_covers_superslabs((uintptr_t)small & ~(uintptr_t)HK_SS_MASK, HK_SS_SIZE));
+    ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)small), HK_REG_SUPERSLAB);
+    ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)large), HK_REG_LARGE);
+    ck_assert(hk_os_registry_covers_superslabs((uintptr_t)small & ~(uintptr_t)HK_SS_MASK, HK_SS_SIZE));
     void *g = malloc(100); /* glibc's */
-    ck_assert_uint_eq(hk_registry_kind((uintptr_t)g), HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)g), HK_REG_NONE);
     free(g);
     hakmem_free(small);
     hakmem_free(large);
@@ -128,36 +127,36 @@ END_TEST
 
 START_TEST(registry_set_and_covers)
 {
-    ck_assert_int_eq(hk_registry_init(), 0);
+    ck_assert_int_eq(hk_os_registry_init(), 0);
     /* a range of our own (not hakmem's), 2 MiB aligned, never touched */
     size_t span = 8 * HK_SS_SIZE;
     char *raw = mmap(NULL, span + HK_SS_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     ck_assert(raw != MAP_FAILED);
     uintptr_t base = hk_align_up((uintptr_t)raw, HK_SS_SIZE);
-    ck_assert_uint_eq(hk_registry_kind(base), HK_REG_NONE);
-    ck_assert(!hk_registry_covers_superslabs(base, HK_SS_SIZE));
+    ck_assert_uint_eq(hk_os_registry_kind(base), HK_REG_NONE);
+    ck_assert(!hk_os_registry_covers_superslabs(base, HK_SS_SIZE));
 
-    hk_registry_set(base, 2 * HK_SS_SIZE, HK_REG_SUPERSLAB);
-    ck_assert_uint_eq(hk_registry_kind(base), HK_REG_SUPERSLAB);
-    ck_assert_uint_eq(hk_registry_kind(base + 2 * HK_SS_SIZE - 1), HK_REG_SUPERSLAB);
-    ck_assert_uint_eq(hk_registry_kind(base + 2 * HK_SS_SIZE), HK_REG_NONE);
-    ck_assert(hk_registry_covers_superslabs(base, 2 * HK_SS_SIZE));
-    ck_assert(hk_registry_covers_superslabs(base + 4096, 8192));
-    ck_assert(!hk_registry_covers_superslabs(base, 2 * HK_SS_SIZE + 1));
-    ck_assert(!hk_registry_covers_superslabs(base - 4096, 8192));
+    hk_os_registry_set(base, 2 * HK_SS_SIZE, HK_REG_SUPERSLAB);
+    ck_assert_uint_eq(hk_os_registry_kind(base), HK_REG_SUPERSLAB);
+    ck_assert_uint_eq(hk_os_registry_kind(base + 2 * HK_SS_SIZE - 1), HK_REG_SUPERSLAB);
+    ck_assert_uint_eq(hk_os_registry_kind(base + 2 * HK_SS_SIZE), HK_REG_NONE);
+    ck_assert(hk_os_registry_covers_superslabs(base, 2 * HK_SS_SIZE));
+    ck_assert(hk_os_registry_covers_superslabs(base + 4096, 8192));
+    ck_assert(!hk_os_registry_covers_superslabs(base, 2 * HK_SS_SIZE + 1));
+    ck_assert(!hk_os_registry_covers_superslabs(base - 4096, 8192));
 
     /* a LARGE mapping touching a chunk partially marks the whole chunk */
-    hk_registry_set(base + 4 * HK_SS_SIZE + 4096, 8192, HK_REG_LARGE);
-    ck_assert_uint_eq(hk_registry_kind(base + 4 * HK_SS_SIZE), HK_REG_LARGE);
-    ck_assert_uint_eq(hk_registry_kind(base + 5 * HK_SS_SIZE - 1), HK_REG_LARGE);
-    ck_assert(!hk_registry_covers_superslabs(base + 4 * HK_SS_SIZE, 4096));
+    hk_os_registry_set(base + 4 * HK_SS_SIZE + 4096, 8192, HK_REG_LARGE);
+    ck_assert_uint_eq(hk_os_registry_kind(base + 4 * HK_SS_SIZE), HK_REG_LARGE);
+    ck_assert_uint_eq(hk_os_registry_kind(base + 5 * HK_SS_SIZE - 1), HK_REG_LARGE);
+    ck_assert(!hk_os_registry_covers_superslabs(base + 4 * HK_SS_SIZE, 4096));
 
     /* clearing: superslab chunks go back to NONE; a LARGE mark is only a
      * hint (large mappings may share a chunk) and is kept */
-    hk_registry_set(base, 8 * HK_SS_SIZE, HK_REG_NONE);
-    ck_assert_uint_eq(hk_registry_kind(base), HK_REG_NONE);
-    ck_assert_uint_eq(hk_registry_kind(base + HK_SS_SIZE), HK_REG_NONE);
-    ck_assert(!hk_registry_covers_superslabs(base, HK_SS_SIZE));
+    hk_os_registry_set(base, 8 * HK_SS_SIZE, HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind(base), HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind(base + HK_SS_SIZE), HK_REG_NONE);
+    ck_assert(!hk_os_registry_covers_superslabs(base, HK_SS_SIZE));
     munmap(raw, span + HK_SS_SIZE);
 }
 END_TEST
@@ -503,65 +502,6 @@ START_TEST(large_alloc_free)
 }
 END_TEST
 
-/* ---- release policy: the purge delay, on a fake clock ------------------ */
-START_TEST(purge_due_on_fake_clock)
-{
-    /* Idle since t = 1000 ms, delay 1000: due from t = 2000 on. */
-    ck_assert(!ss_purge_due_at(1000, 1999, 1000));
-    ck_assert(ss_purge_due_at(1000, 2000, 1000));
-    ck_assert(ss_purge_due_at(1000, 50000, 1000));
-    /* 0: at once; -1: never. */
-    ck_assert(ss_purge_due_at(1000, 1000, 0));
-    ck_assert(!ss_purge_due_at(0, INT64_MAX / 2, -1));
-}
-END_TEST
-
-START_TEST(purge_passes_on_fake_clock)
-{
-    /* A pass every quarter of the delay, within the minimum and maximum. */
-    ck_assert_int_eq(ss_purge_interval_ms(1000), 250);
-    ck_assert_int_eq(ss_purge_interval_ms(10000), HK_PURGE_INTERVAL_MAX_MS);
-    ck_assert_int_eq(ss_purge_interval_ms(20), HK_PURGE_INTERVAL_MIN_MS);
-    ck_assert_int_eq(ss_purge_interval_ms(-1), -1);
-    _Atomic int64_t last = 0;
-    ck_assert(ss_purge_pass_claim_at(&last, 10000, 1000));
-    ck_assert_int_eq(atomic_load(&last), 10000);
-    ck_assert(!ss_purge_pass_claim_at(&last, 10100, 1000));
-    ck_assert(!ss_purge_pass_claim_at(&last, 10218, 1000)); /* 250 less an eighth */
-    ck_assert(ss_purge_pass_claim_at(&last, 10219, 1000));
-    ck_assert(!ss_purge_pass_claim_at(&last, 99999, -1));
-    /* 0: every call may purge. */
-    ck_assert(ss_purge_pass_claim_at(&last, 10219, 0));
-    ck_assert(ss_purge_pass_claim_at(&last, 10219, 0));
-    /* A memory range freed at t, checked by passes every 250 ms: it goes
-     * back by t + delay + interval at the latest. */
-    last = 0;
-    int64_t freed = 12345, gone = -1;
-    for (int64_t now = 12000; now < 20000 && gone < 0; now += 10)
-        if (ss_purge_pass_claim_at(&last, now, 1000) && ss_purge_due_at(freed, now, 1000))
-            gone = now;
-    ck_assert_msg(gone >= freed + 1000 && gone <= freed + 1000 + 250, "released at %lld", (long long)gone);
-    /* A long delay: passes every HK_PURGE_INTERVAL_MAX_MS at most. */
-    last = 0;
-    gone = -1;
-    for (int64_t now = 12000; now < 40000 && gone < 0; now += 10)
-        if (ss_purge_pass_claim_at(&last, now, 10000) && ss_purge_due_at(freed, now, 10000))
-            gone = now;
-    ck_assert_msg(gone >= freed + 10000 && gone <= freed + 10000 + HK_PURGE_INTERVAL_MAX_MS, "released at %lld",
-                  (long long)gone);
-}
-END_TEST
-
-START_TEST(purge_delay_defaults)
-{
-    /* The FAST copy: LEAN is compiled out, so the FAST default applies,
-     * and no bonus exists at any time. */
-    ck_assert_int_eq(ss_purge_delay_ms(), HK_PURGE_DELAY_FAST_MS);
-    ck_assert_int_eq(ss_release_policy_bonus_at(0), 0);
-    ck_assert(!ss_purge_by_decommit());
-}
-END_TEST
-
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--env-probe") == 0)
@@ -604,14 +544,6 @@ int main(int argc, char **argv)
     tcase_add_test(tc, os_map_unmap);
     tcase_add_test(tc, os_madvise_raw_dontneed_zeroes);
     tcase_add_test(tc, guard_refuses_foreign_ranges);
-    suite_add_tcase(s, tc);
-    srunner_add_suite(sr, s);
-
-    s = suite_create("policy");
-    tc = tcase_create("policy");
-    tcase_add_test(tc, purge_due_on_fake_clock);
-    tcase_add_test(tc, purge_passes_on_fake_clock);
-    tcase_add_test(tc, purge_delay_defaults);
     suite_add_tcase(s, tc);
     srunner_add_suite(sr, s);
 

@@ -1,0 +1,71 @@
+/* env_box: run-time settings.
+ * Owns: the one table of settings (variable, key, kind, default, range,
+ * where it applies), their three sources and their precedence:
+ *   HAKMEM_* variable  >  HAKMEM_CONF="key:value,..."  >  the string
+ *   compiled in by ./configure --with-conf=...  >  the built-in default,
+ * the warnings for unknown keys and HAKMEM_* names (with the closest known
+ * name) and for bad values (with the allowed range), and the verbose dump
+ * (HAKMEM_VERBOSE=1).
+ * Values: booleans 1/0, true/false, yes/no, on/off; sizes N with K, M, G
+ * (KB/KiB, ...), a bare number in the setting's unit; LEAN's budget also
+ * `auto` or `N%` of the cgroup's memory limit (cgroup_box).
+ * Promises: parsed once on first use, thread-safe, without the heap; a bad
+ * value gets one warning line on stderr and the next source's value.
+ * Must not: allocate, or read any other box's state. */
+#ifndef HAKMEM_ENV_BOX_H
+#define HAKMEM_ENV_BOX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    HK_DECOMMIT_FREE = 0,     /* MADV_FREE: lazy reclaim, contents may survive */
+    HK_DECOMMIT_DONTNEED = 1, /* MADV_DONTNEED: RSS drops now, reads back zero */
+    HK_DECOMMIT_OFF = 2,      /* never give pages back (LEAN only skips prewarm) */
+} hk_decommit_mode_t;
+
+/* The settings, in table order. */
+typedef enum {
+    HK_OPT_VERBOSE,          /* HAKMEM_VERBOSE: print every setting at start */
+    HK_OPT_SS_MEM_LEAN,      /* HAKMEM_SS_MEM_LEAN: LEAN mode */
+    HK_OPT_LEAN_TARGET_MB,   /* HAKMEM_SS_MEM_LEAN_TARGET_MB: LEAN budget, MiB (auto, N%) */
+    HK_OPT_LEAN_DECOMMIT,    /* HAKMEM_SS_MEM_LEAN_DECOMMIT: FREE|DONTNEED|OFF */
+    HK_OPT_SS_OS_STATS,      /* HAKMEM_SS_OS_STATS: print the statistics at exit */
+    HK_OPT_STATS,            /* HAKMEM_STATS: json | human | a file for the JSON, at exit */
+    HK_OPT_PREWARM_SS,       /* HAKMEM_PREWARM_SS: whole superslabs prewarmed (FAST) */
+    HK_OPT_PREWARM_CLASS_MAX, /* HAKMEM_PREWARM_CLASS_MAX: hot classes prewarmed (FAST), bytes */
+    HK_OPT_LARGE_CACHE_MB,   /* HAKMEM_LARGE_CACHE_MB: freed large ranges kept, MiB */
+    HK_OPT_PURGE_DELAY_MS,   /* HAKMEM_PURGE_DELAY_MS: idle memory kept this long (-1 never) */
+    HK_OPT_BACKGROUND,       /* HAKMEM_BACKGROUND: a thread applies the delay */
+    HK_OPT_CGROUP_ROOT,      /* HAKMEM_CGROUP_ROOT: where the cgroup tree is mounted */
+    HK_OPT_FAULT_MMAP,       /* HAKMEM_FAULT_MMAP: make the Nth mmap fail (debug) */
+    HK_OPT_FAULT_MADVISE,    /* HAKMEM_FAULT_MADVISE: make the Nth madvise fail (debug) */
+    HK_OPT_FAULT_MADVISE_ERRNO, /* HAKMEM_FAULT_MADVISE_ERRNO: ENOMEM|EINVAL (debug) */
+    HK_OPT_COUNT
+} hk_opt_t;
+
+/* Value of a setting (enums as their index; sizes in the setting's unit,
+ * rounded down). Parses the settings on the first call. */
+int64_t hk_opt(hk_opt_t which);
+/* A size setting in bytes. */
+int64_t hk_opt_bytes(hk_opt_t which);
+/* A string setting ("" when not given). */
+const char *hk_opt_str(hk_opt_t which);
+/* Was the setting given validly by any source (variable, HAKMEM_CONF, the
+ * compiled-in string)? */
+bool hk_opt_is_set(hk_opt_t which);
+/* A box above owns the default of one of its settings: it sets it here,
+ * before the first parse (from the allocator's init), and may describe it
+ * in words for the dump and the warnings (a default that depends on the
+ * mode: static text). */
+void hk_opt_set_default(hk_opt_t which, int64_t def);
+void hk_opt_set_default_text(hk_opt_t which, const char *text);
+/* The purge delay's default: the mode's (the release policy resolves it). */
+#define HK_PURGE_DELAY_BY_MODE (-2)
+/* Parse now (idempotent); called from the allocator's init. */
+void hk_env_init(void);
+/* Print the version, the variant and every setting with its value and
+ * source to stderr (HAKMEM_VERBOSE=1). */
+void hk_env_dump(void);
+
+#endif

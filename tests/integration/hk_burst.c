@@ -2,8 +2,9 @@
  * t_purge.sh. `hk_burst LIMIT_MS SLACK_KB`:
  *  1. base: Rss - LazyFree (pages given back with MADV_FREE still show in
  *     Rss until the kernel needs them; they are not the program's);
- *  2. the burst: 128 MiB of 4000-byte blocks and 128 blocks of 1 MiB,
- *     every page written; then all freed;
+ *  2. the burst: 128 MiB of blocks of 16..4048 bytes (64 size classes)
+ *     and 128 blocks of 1 MiB, every page written; then all freed (each
+ *     class keeps a slab, in superslabs whose other slabs were touched);
  *  3. sleeps in steps of 50 ms, making no allocator call, until Rss -
  *     LazyFree is within SLACK_KB of the base or LIMIT_MS have passed;
  *  4. one allocator call (a 1 MiB block allocated and freed), and Rss
@@ -16,7 +17,8 @@
 #include <fcntl.h>
 #include <sys/syscall.h>
 
-#define NSMALL (128 * 1024 * 1024 / 4000)
+#define SMALL_BYTES ((size_t)128 << 20)
+#define NSMALL 70000 /* more than 128 MiB / the mean size */
 #define NLARGE 128
 static void *g_small[NSMALL], *g_large[NLARGE];
 static char g_buf[8192];
@@ -84,11 +86,15 @@ int main(int argc, char **argv)
         printf("SKIP: /proc/self/smaps_rollup unreadable\n");
         return HK_EXIT_SKIP;
     }
-    for (int i = 0; i < NSMALL; i++) {
-        g_small[i] = malloc(4000);
-        if (!g_small[i])
-            hk_die("malloc(4000) failed");
-        memset(g_small[i], 1, 4000);
+    size_t total = 0;
+    int nsmall = 0;
+    while (total < SMALL_BYTES && nsmall < NSMALL) {
+        size_t sz = 16 + (size_t)(nsmall % 64) * 64;
+        g_small[nsmall] = malloc(sz);
+        if (!g_small[nsmall])
+            hk_die("malloc(%zu) failed", sz);
+        memset(g_small[nsmall++], 1, sz);
+        total += sz;
     }
     for (int i = 0; i < NLARGE; i++) {
         g_large[i] = malloc(1 << 20);
@@ -97,7 +103,7 @@ int main(int argc, char **argv)
         memset(g_large[i], 1, 1 << 20);
     }
     long peak = resident_kb();
-    for (int i = 0; i < NSMALL; i++)
+    for (int i = 0; i < nsmall; i++)
         free(g_small[i]);
     for (int i = 0; i < NLARGE; i++)
         free(g_large[i]);

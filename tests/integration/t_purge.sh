@@ -1,6 +1,7 @@
 #!/bin/sh
 # Idle memory returned on a timer (README, "Operating hakmem"). hk_burst
-# frees a 256 MiB burst (small and large blocks) and sleeps without any
+# frees a 256 MiB burst (small blocks of 64 classes, large blocks) and
+# sleeps without any
 # allocator call:
 #  - background:1 with the default purge delay (10 s with LEAN off, 1 s
 #    with LEAN on): its Rss - LazyFree is back within the budget + 4 MiB of

@@ -79,7 +79,8 @@ typedef struct hk_superslab {
     uint32_t pending_decommit;        /* LEAN: unused slabs waiting to be given back together */
     uint32_t pending_since_ms;        /* when the first of them started waiting */
     int64_t cached_since_ms;          /* on the cache: since when (the purge delay) */
-    uint8_t pad1[128 - 64];
+    int64_t slab_idle_ms;             /* when a slab last became unused (the purge delay) */
+    uint8_t pad1[128 - 72];
     hk_slab_t slabs[HK_SLABS_PER_SS]; /* slabs[0] is never used */
 } hk_superslab_t;
 

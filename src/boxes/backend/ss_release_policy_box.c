@@ -5,6 +5,8 @@
 #include "base/env_box.h"
 #include "base/superslab_stats.h"
 #include "os/madvise_guard_box.h"
+#include "os/ss_os_acquire_box.h"
+#include "os/ss_registry_box.h"
 
 #include <time.h>
 
@@ -149,6 +151,17 @@ int64_t ss_purge_delay_ms(void)
 bool ss_purge_due(int64_t since_ms, int64_t now_ms)
 {
     return ss_release_purge_due_at(since_ms, now_ms, ss_purge_delay_ms());
+}
+
+int ss_release_purge_pages(void *ptr, size_t size)
+{
+    if (config_lean && ss_release_gives_back())
+        return ss_maybe_decommit_superslab(ptr, size);
+    /* The guard's promise holds here too: never a range that is not wholly
+     * inside hakmem's superslabs. */
+    if (!hk_os_registry_covers_superslabs((uintptr_t)ptr, size))
+        return -1;
+    return hk_os_reset(ptr, size);
 }
 
 bool ss_purge_pass_claim(_Atomic int64_t *last_ms, int64_t now_ms)

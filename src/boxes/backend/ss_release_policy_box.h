@@ -165,6 +165,12 @@ int64_t ss_purge_delay_ms(void);
 /* The purge decisions with the library's delay. */
 bool ss_purge_due(int64_t since_ms, int64_t now_ms);
 bool ss_purge_pass_claim(_Atomic int64_t *last_ms, int64_t now_ms);
+/* The purge delay's way of giving back the pages of unused slabs of a
+ * superslab still in use: LEAN's strategy when LEAN gives back (on, and
+ * DECOMMIT not OFF), else fresh zero pages in place (FAST behaviour: the
+ * FAST-only library has no madvise, and LEAN's counters stay LEAN's).
+ * [ptr, ptr+size) must lie in hakmem's superslabs. 0 on success. */
+int ss_release_purge_pages(void *ptr, size_t size);
 /* Does a purged superslab keep its range, pages decommitted (LEAN giving
  * back), or is it unmapped (FAST, OFF)? */
 static inline bool ss_purge_by_decommit(void) { return config_lean && ss_release_gives_back(); }

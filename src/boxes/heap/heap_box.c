@@ -504,12 +504,13 @@ static void slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
     uint32_t bs = (uint32_t)hk_class_size(cls);
     /* Waiting to be given back: it never was, so just keep it. */
     ss->pending_decommit &= ~(1u << s->index);
-    if (config_lean && s->decommitted) {
-        /* Its pages come back as they are touched: a bounce. */
+    if (s->decommitted) { /* LEAN's, or the purge delay's */
+        /* Its pages come back as they are touched: in LEAN, a bounce. */
         s->decommitted = 0;
         ss->decommitted_slabs--;
         HK_GAUGE_ADD(bytes_committed, (int64_t)HK_SLAB_SIZE);
-        ss_release_policy_note_reuse(HK_SLAB_SIZE);
+        if (config_lean)
+            ss_release_policy_note_reuse(HK_SLAB_SIZE);
     }
     s->free = NULL;
     hk_slab_used_set(s, 0);
@@ -529,7 +530,7 @@ static void slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
  * still has them (the pending ones and any other unused one), one madvise
  * per run of adjacent slabs: all of them are free, and longer runs mean
  * fewer syscalls. */
-static void slab_flush_pending_decommit(hk_superslab_t *ss)
+static void slab_give_back_unused(hk_superslab_t *ss, int (*give_back)(void *ptr, size_t size))
 {
     uint32_t m = ss->free_mask & HK_SS_ALL_SLABS_FREE;
     for (int i = 1; i < HK_SLABS_PER_SS; i++)
@@ -539,8 +540,7 @@ static void slab_flush_pending_decommit(hk_superslab_t *ss)
     while (m) {
         unsigned first = (unsigned)__builtin_ctz(m);
         unsigned n = (unsigned)__builtin_ctz(~(m >> first)); /* run length */
-        if (ss_maybe_decommit_superslab((uint8_t *)ss + ((size_t)first << HK_SLAB_SHIFT),
-                                        (size_t)n << HK_SLAB_SHIFT) == 0) {
+        if (give_back((uint8_t *)ss + ((size_t)first << HK_SLAB_SHIFT), (size_t)n << HK_SLAB_SHIFT) == 0) {
             for (unsigned i = first; i < first + n; i++)
                 ss->slabs[i].decommitted = 1;
             ss->decommitted_slabs += n;
@@ -549,6 +549,9 @@ static void slab_flush_pending_decommit(hk_superslab_t *ss)
         m &= ~(((n < 32 ? (1u << n) : 0u) - 1u) << first);
     }
 }
+
+/* LEAN: the pages of every unused slab go back with LEAN's strategy. */
+static void slab_flush_pending_decommit(hk_superslab_t *ss) { slab_give_back_unused(ss, ss_maybe_decommit_superslab); }
 
 /* LEAN: give back every slab of the heap still waiting, if the first has
  * waited long enough (ss_release_settled; or at once: force). Lock held. Any path
@@ -592,11 +595,20 @@ static void heap_purge_empty(hk_heap_t *self, int64_t now)
     for (hk_heap_t *h = atomic_load_explicit(&g_heap_all, memory_order_acquire); h; h = h->all_next) {
         if (!heap_trylock(h))
             continue;
-        if (h->alive && h->empty_ss && !h->hold) {
+        if (h->alive && !h->hold) {
             h->foreign = h != self && heap_has_owner(h);
             heap_drain_notifications(h);
             for (hk_superslab_t *ss = h->ss_list, *next; ss && !h->hold; ss = next) {
                 next = ss->next;
+                /* Unused slabs of a superslab still in use (a few live
+                 * blocks, or the empty slab a class keeps, hold it): their
+                 * pages go back too, the range stays. */
+                if (ss->used_slabs && ss->slab_idle_ms &&
+                    ss->decommitted_slabs < (uint32_t)HK_SLABS_PER_SS - 1 - ss->used_slabs &&
+                    ss_purge_due(ss->slab_idle_ms, now)) {
+                    slab_give_back_unused(ss, ss_release_purge_pages);
+                    ss->slab_idle_ms = 0; /* until a slab is given up again */
+                }
                 if (ss->used_slabs == 0 && ss_purge_due(ss->cached_since_ms, now)) {
                     h->empty_ss--;
                     h->ss_count--;
@@ -683,6 +695,7 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     slab_clear(s);
     bool had_none_free = ss->free_mask == 0;
     ss->free_mask |= 1u << s->index;
+    ss->slab_idle_ms = ss_release_now_ms(); /* the purge delay */
     /* LEAN over budget: the slab's pages go back (unless the whole
      * superslab is about to be released anyway), in batches once the first
      * has settled (ss_release_batch_due), so that a large free costs about

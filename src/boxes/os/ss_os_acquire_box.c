@@ -105,6 +105,17 @@ void *hk_os_map_aligned(size_t size, size_t align)
     return result;
 }
 
+int hk_os_reset(void *p, size_t size)
+{
+    int saved = errno;
+    HK_STAT_INC(mmap_calls);
+    void *q = mmap(p, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    if (q == MAP_FAILED)
+        HK_STAT_INC(mmap_failures);
+    errno = saved;
+    return q == p ? 0 : -1;
+}
+
 int hk_os_unmap(void *p, size_t size)
 {
     int saved = errno;

@@ -27,6 +27,12 @@ int hk_os_unmap(void *p, size_t size);
 /* Grow or shrink a mapping, moving it if needed; NULL on failure (the old
  * mapping is then unchanged). */
 void *hk_os_remap(void *p, size_t old_size, size_t new_size);
+/* Replace the pages of [p, p+size), part of a mapping of ours, with fresh
+ * zero pages in place (mmap MAP_FIXED over it: one call, the range never
+ * unmapped in between): how a build without the LEAN code gives pages
+ * back. Only the release policy calls it, for ranges inside hakmem's
+ * superslabs. 0, or -1 (the pages stay). Saves errno. */
+int hk_os_reset(void *p, size_t size);
 /* Make a range resident now (one call instead of a page fault per page),
  * so the first touches of a prewarmed range cost nothing. Best effort. */
 void hk_os_populate(void *p, size_t size);

@@ -597,7 +597,14 @@ static void heap_purge_empty(hk_heap_t *self, int64_t now)
             continue;
         if (h->alive && !h->hold) {
             h->foreign = h != self && heap_has_owner(h);
-            heap_drain_notifications(h);
+            /* A superslab given back must not be reachable from the
+             * notification stack: drain it first, but only then (a drain
+             * may release superslabs: before the walk, not in it). */
+            for (hk_superslab_t *ss = h->ss_list; ss; ss = ss->next)
+                if (ss->used_slabs == 0 && ss_purge_due(ss->cached_since_ms, now)) {
+                    heap_drain_notifications(h);
+                    break;
+                }
             for (hk_superslab_t *ss = h->ss_list, *next; ss && !h->hold; ss = next) {
                 next = ss->next;
                 /* Unused slabs of a superslab still in use (a few live

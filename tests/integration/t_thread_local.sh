@@ -13,15 +13,7 @@ lib=${HAKMEM_TEST_LIB:?run through tests/run-variant}
 top=${abs_top_builddir:?run through tests/run-variant}
 src=${abs_top_srcdir:-$top}/tests/integration/t_thread_local.cc
 
-cxx=${CXX:-}
-if [ -z "$cxx" ]; then
-  for c in c++ g++ clang++; do
-    if command -v "$c" >/dev/null 2>&1; then cxx=$c; break; fi
-  done
-fi
-if [ -z "$cxx" ]; then
-  echo "SKIP: no C++ compiler (c++, g++, clang++) found; set CXX"; exit 77
-fi
+. "${abs_top_srcdir:-$top}/tests/integration/hk_cxx.sh"
 
 LD_PRELOAD="$lib" "$top/tests/integration/hk_probe" >/dev/null || {
   echo "FAIL: hk_probe: the library is not in use"; exit 99; }

@@ -12,8 +12,9 @@
  *  - a throwing new that cannot allocate calls the new-handler while one is
  *    installed and retries; with none, it throws std::bad_alloc. Where
  *    libstdc++ cannot be reached (a C program that dlopens a C++ library
- *    later), it prints one `hakmem: error:` line and aborts, as a C++
- *    program built without exceptions does;
+ *    later, a program on libc++ alone, or a static link that did not pull
+ *    these functions in), it prints one `hakmem: error:` line and aborts,
+ *    as a C++ program built without exceptions does;
  *  - a nothrow new calls the new-handler the same way and returns NULL when
  *    none is installed. (libstdc++ would also turn a bad_alloc thrown by the
  *    handler into NULL; plain C cannot catch, so such a handler ends the

@@ -65,7 +65,7 @@ done
 [ $fail -eq 0 ] || exit 1
 
 echo "== lintian (log in $work/lintian.log)"
-lintian --info --display-info --no-tag-display-limit "$work"/hakmem_*.changes >"$work/lintian.log" 2>&1
+lintian --display-info --tag-display-limit 0 "$work"/hakmem_*.changes >"$work/lintian.log" 2>&1
 lrc=$?
 cat "$work/lintian.log"
 if grep -q '^E: ' "$work/lintian.log" || [ $lrc -ne 0 ]; then
@@ -169,6 +169,12 @@ for opt in "" --lean --debug; do
   [ -f "$lib" ] || bad "hakmem --which $opt: $lib does not exist"
 done
 out=$(hakmem --version); [ "$out" = "hakmem $version" ] || bad "hakmem --version: $out"
+# The packages are built with the counters: --stats prints them at exit.
+out=$(hakmem --stats -- "$work/dlprobe" 2>&1 >/dev/null)
+case $out in
+  *"hakmem: stat mmap_calls "*) echo "hakmem --stats: $(echo "$out" | grep -c 'hakmem: stat ') counters printed at exit" ;;
+  *) bad "hakmem --stats printed no counters: $out" ;;
+esac
 if command -v c++ >/dev/null 2>&1; then
   if c++ -std=c++17 -O1 -fno-builtin -o "$work/t_cxx_new" "$s/tests/integration/t_cxx_new.cc" -ldl; then
     HAKMEM_TEST_LIB=$(hakmem --which --lean) hakmem --lean -- "$work/t_cxx_new" || bad "C++ operators under hakmem --lean"

@@ -11,7 +11,8 @@
 #  - the launcher runs a program against each installed variant, and a C++
 #    program (tests/integration/t_cxx_new.cc) under `hakmem --lean`;
 #  - the man pages are installed.
-# The packages are removed at the end (HK_DEB_KEEP=1 keeps them).
+# Packages of these names already installed are replaced; all are removed
+# at the end (HK_DEB_KEEP=1 keeps them).
 # Work files: deb-build/ in the build tree (build.log, lintian.log, the
 # .deb files).
 #

@@ -31,7 +31,7 @@ fail=0
 H() { "$PYTHON3" "$harness" --builddir "$builddir" --srcdir "$srcdir" "$@"; }
 
 # 1. Every workload, every hakmem variant (the default set in tiny mode).
-if H run --mode tiny --workloads random_mixed,burst,prodcons,churn,server,realloc,large,soak \
+if H run --mode tiny --workloads random_mixed,burst,prodcons,churn,server,realloc,large,skewed,soak \
        --no-strace --no-trace --no-plots --out "$tmp/ok" >"$tmp/ok.md" 2>"$tmp/ok.err"; then
     for wl in random_mixed burst prodcons churn server realloc large soak; do
         grep -q "^## $wl " "$tmp/ok.md" || { echo "FAIL: no $wl section"; fail=1; }

@@ -89,6 +89,13 @@ WORKLOADS = {
         "quick": ["40000", "32"],
         "full": ["200000", "32"],
     }),
+    # Skewed sizes and lifetimes (power laws), one thread: the shape of
+    # interpreters, compilers and solvers.
+    "skewed": ("bench_skewed", {
+        "tiny": ["20000", "1024"],
+        "quick": ["2000000", "262144"],
+        "full": ["8000000", "262144"],
+    }),
     "soak": ("bench_soak", {
         "tiny": ["1", "0", "100", "1024"],
         "quick": ["{seconds}", "{warmup}", "1000", "16384"],
@@ -96,7 +103,7 @@ WORKLOADS = {
     }),
 }
 RUN_WORKLOADS = ["random_mixed", "burst", "loop", "prodcons", "churn", "server", "realloc",
-                 "large"]
+                 "large", "skewed"]
 REPS = {"tiny": 1, "quick": 7, "full": 9}
 TIMEOUT = {"tiny": 60, "quick": 300, "full": 600}
 MEM_SYSCALLS = ["mmap", "munmap", "madvise", "mremap", "brk"]

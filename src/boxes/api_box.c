@@ -144,10 +144,12 @@ void *hk_realloc_impl(void *p, size_t size)
     } else {
         goto foreign;
     }
-    /* A large block that grows gets a quarter more room, so a buffer
-     * growing step by step is copied a logarithmic number of times. */
+    /* A block that grows gets a quarter more room, so a buffer growing
+     * step by step is copied a logarithmic number of times, and a small one
+     * skips a class or two (they are 12.5 % apart: a string that grows by
+     * a few bytes a step would be copied at every one of them). */
     size_t want = size;
-    if (kind == HK_REG_LARGE && size > old && old + old / 4 > size && old + old / 4 <= HK_MAX_REQUEST)
+    if (size > old && old + old / 4 > size && old + old / 4 <= HK_MAX_REQUEST)
         want = old + old / 4;
     void *q = hk_api_malloc(want);
     if (!q && want != size)

@@ -93,8 +93,10 @@ static void heap_struct_free(hk_heap_t *h)
 
 static void heap_reset(hk_heap_t *h)
 {
-    for (int c = 0; c < HK_NUM_CLASSES; c++)
+    for (int c = 0; c < HK_NUM_CLASSES; c++) {
         h->cur[c] = &g_hk_slab_empty;
+        h->tail[c] = NULL;
+    }
     atomic_store_explicit(&h->remote_slabs, NULL, memory_order_relaxed);
     atomic_store_explicit(&h->notified, 0, memory_order_relaxed);
     h->ss_list = NULL;
@@ -203,6 +205,8 @@ static void class_list_push_front(hk_heap_t *h, hk_slab_t *s)
     s->next = head == &g_hk_slab_empty ? NULL : head;
     if (s->next)
         s->next->prev = s;
+    else
+        h->tail[s->cls] = s;
     h->cur[s->cls] = s;
 }
 
@@ -219,6 +223,8 @@ static void class_list_insert_second(hk_heap_t *h, hk_slab_t *s)
     s->next = head->next;
     if (s->next)
         s->next->prev = s;
+    else
+        h->tail[s->cls] = s;
     head->next = s;
 }
 
@@ -230,7 +236,25 @@ static void class_list_remove(hk_heap_t *h, hk_slab_t *s)
         h->cur[s->cls] = s->next ? s->next : &g_hk_slab_empty;
     if (s->next)
         s->next->prev = s->prev;
+    else
+        h->tail[s->cls] = s->prev;
     s->next = s->prev = NULL;
+}
+
+/* The head ran out of blocks while other slabs of its class wait behind
+ * it: it goes to the back. Frees into it meanwhile stay on the fast path
+ * (a parked slab's would not), and by the time it comes round again it
+ * has blocks. */
+static void class_list_head_to_tail(hk_heap_t *h, hk_slab_t *s)
+{
+    HK_ASSERT(h->cur[s->cls] == s && s->next);
+    hk_slab_t *tail = h->tail[s->cls];
+    h->cur[s->cls] = s->next;
+    s->next->prev = NULL;
+    s->prev = tail;
+    s->next = NULL;
+    tail->next = s;
+    h->tail[s->cls] = s;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -271,10 +295,11 @@ static void ss_list_move_back(hk_heap_t *h, hk_superslab_t *ss)
 /* ------------------------------------------------------------------------ */
 /* Remote frees. */
 
-/* Owner: take the slab's remote-freed blocks. Waits out a notifier, so that
- * once the owner has taken every block no other thread is still touching
- * this slab's metadata. Returns the list; the state bits are kept. */
-static hk_block_t *slab_collect_remote(hk_slab_t *s)
+/* Owner: take the slab's remote-freed blocks onto its free list; false if
+ * there were none. Waits out a notifier, so that once the owner has taken
+ * every block no other thread is still touching this slab's metadata. The
+ * state bits are kept. */
+static bool slab_take_remote(hk_slab_t *s)
 {
     uintptr_t old = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
     for (;;) {
@@ -284,11 +309,24 @@ static hk_block_t *slab_collect_remote(hk_slab_t *s)
             continue;
         }
         if (!HK_TF_LIST(old))
-            return NULL;
+            return false;
         if (atomic_compare_exchange_weak_explicit(&s->thread_free, &old, HK_TF_STATE(old),
                                                   memory_order_acquire, memory_order_relaxed))
-            return HK_TF_LIST(old);
+            break;
     }
+    HK_ASSERT(s->block_size != 0);
+    hk_block_t *list = HK_TF_LIST(old);
+    if (s->free) {
+        /* Rare (the owner refills only an exhausted slab; a parked one got
+         * a local free): join the lists at the remote list's tail. */
+        hk_block_t *tail = list, *nx;
+        while ((nx = hk_link_next(tail, hk_block_secret(tail))) != NULL)
+            tail = nx;
+        tail->link = hk_link_encode(tail, hk_block_secret(tail), s->free);
+    }
+    s->free = list;
+    hk_slab_used_set(s, hk_slab_used(s) - (int32_t)HK_TF_COUNT(old)); /* keeps HK_USED_PARKED */
+    return true;
 }
 
 /* Owner: set the state bits (keeping the list), waiting out a notifier. */
@@ -301,29 +339,11 @@ static void slab_set_tf_state(hk_slab_t *s, uintptr_t state)
             old = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
             continue;
         }
-        uintptr_t nw = (uintptr_t)HK_TF_LIST(old) | state;
+        uintptr_t nw = HK_TF_WITHOUT_STATE(old) | state;
         if (atomic_compare_exchange_weak_explicit(&s->thread_free, &old, nw, memory_order_acq_rel,
                                                   memory_order_relaxed))
             return;
     }
-}
-
-/* Move collected remote frees onto the owner's free list. */
-static void slab_absorb_remote(hk_slab_t *s, hk_block_t *list)
-{
-    HK_ASSERT(s->block_size != 0);
-    int32_t n = 0;
-    hk_block_t *tail = list;
-    for (;;) {
-        n++;
-        hk_block_t *nx = hk_link_next(tail, hk_block_secret(tail));
-        if (!nx)
-            break;
-        tail = nx;
-    }
-    tail->link = hk_link_encode(tail, hk_block_secret(tail), s->free);
-    s->free = list;
-    hk_slab_used_set(s, hk_slab_used(s) - n); /* keeps HK_USED_PARKED */
 }
 
 static void heap_help(hk_heap_t *h);
@@ -371,7 +391,8 @@ void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner)
             continue;
         }
         b->link = hk_link_encode(b, t, HK_TF_LIST(old));
-        uintptr_t nw = (uintptr_t)b | (st == HK_TF_FULL ? HK_TF_NOTIFYING : st);
+        uintptr_t count = (uintptr_t)HK_TF_COUNT(old) + 1;
+        uintptr_t nw = (uintptr_t)b | count << HK_TF_COUNT_SHIFT | (st == HK_TF_FULL ? HK_TF_NOTIFYING : st);
         if (atomic_compare_exchange_weak_explicit(&slab->thread_free, &old, nw, memory_order_release,
                                                   memory_order_relaxed))
             break;
@@ -399,7 +420,7 @@ void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner)
         help = atomic_fetch_add_explicit(&h->notified, 1, memory_order_relaxed) + 1 >= HK_HELP_AFTER;
     }
     old = atomic_load_explicit(&slab->thread_free, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(&slab->thread_free, &old, (uintptr_t)HK_TF_LIST(old),
+    while (!atomic_compare_exchange_weak_explicit(&slab->thread_free, &old, HK_TF_WITHOUT_STATE(old),
                                                   memory_order_release, memory_order_relaxed))
         ;
     notify_end();
@@ -442,9 +463,7 @@ static void heap_drain_notifications(hk_heap_t *h)
         hk_slab_t *next = s->remote_next;
         hk_superslab_t *ss = hk_ss_of(s);
         if (atomic_load_explicit(&ss->heap, memory_order_relaxed) == h && s->parked) {
-            hk_block_t *list = slab_collect_remote(s);
-            if (list)
-                slab_absorb_remote(s, list);
+            slab_take_remote(s);
             if ((hk_slab_used(s) & ~HK_USED_PARKED) == 0)
                 slab_release(h, ss, s);
             else if (h->foreign)
@@ -599,9 +618,7 @@ static void slab_take_over(hk_slab_t *s)
     slab_set_tf_state(s, HK_TF_NORMAL);
     hk_slab_used_set(s, hk_slab_used(s) & ~HK_USED_PARKED);
     s->parked = 0;
-    hk_block_t *list = slab_collect_remote(s);
-    if (list)
-        slab_absorb_remote(s, list);
+    slab_take_remote(s);
     s->next = s->prev = NULL;
 }
 
@@ -696,12 +713,7 @@ static bool slab_carve(hk_slab_t *s, hk_superslab_t *ss)
 /* Give the slab's free list some blocks; false if it has none at all. */
 static bool slab_refill(hk_slab_t *s, hk_superslab_t *ss)
 {
-    hk_block_t *list = slab_collect_remote(s);
-    if (list) {
-        slab_absorb_remote(s, list);
-        return true;
-    }
-    return slab_carve(s, ss);
+    return slab_take_remote(s) || slab_carve(s, ss);
 }
 
 /* Park an exhausted slab off its class list. Returns false (and leaves it on
@@ -831,6 +843,7 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
 {
     heap_drain_notifications(heap);
     heap_flush_pending(heap, false);
+    bool rotated = false;
     for (;;) {
         hk_slab_t *s = heap->cur[cls];
         if (s == &g_hk_slab_empty) {
@@ -840,14 +853,17 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
         }
         hk_superslab_t *ss = hk_ss_of(s);
         if (s->free || slab_refill(s, ss)) {
-            hk_block_t *b = s->free;
-            s->free = hk_link_next(b, hk_block_secret(b));
-            hk_slab_used_set(s, hk_slab_used(s) + 1);
-            HK_ASSERT(hk_slab_used(s) <= (int32_t)s->capacity);
-            b->tag = 0;
-            if (config_debug)
-                hk_debug_junk_check(b, s->block_size);
-            return b;
+            HK_ASSERT(hk_slab_used(s) < (int32_t)s->capacity);
+            return hk_slab_pop(s, s->free);
+        }
+        /* Exhausted. The first such slab of this call goes to the back of
+         * the list; one that comes round still exhausted is parked (off
+         * the list until a free gives it blocks). So each call does at
+         * most one rotation, and parks a slab at most once. */
+        if (!rotated && s->next) {
+            class_list_head_to_tail(heap, s);
+            rotated = true;
+            continue;
         }
         if (!slab_park(heap, s))
             continue; /* remote frees arrived: refill from them */
@@ -856,6 +872,15 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
 
 void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls)
 {
+    /* The head ran dry and the next slab of the class has blocks: it takes
+     * over, without the lock (class lists and the slabs on them are the
+     * owner's; a heap with no owner has no slab on any list). */
+    hk_slab_t *head = heap->cur[cls];
+    hk_slab_t *next = head->next; /* NULL for g_hk_slab_empty */
+    if (next && next->free) {
+        class_list_head_to_tail(heap, head);
+        return hk_slab_pop(next, next->free);
+    }
     if (HK_UNLIKELY(heap == &g_hk_heap_empty)) {
         heap = hk_heap_thread_init();
         if (!heap) {

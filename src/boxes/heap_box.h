@@ -36,6 +36,7 @@
 
 typedef struct hk_heap {
     hk_slab_t *cur[HK_NUM_CLASSES];     /* class list heads; &g_hk_slab_empty if none */
+    hk_slab_t *tail[HK_NUM_CLASSES];    /* class list tails (owner only; NULL if none) */
     _Atomic(hk_slab_t *) remote_slabs;  /* slabs that got remote frees while parked full */
     _Atomic uint32_t notified;          /* pushes onto remote_slabs since the last drain */
     uint32_t alive;                     /* a thread (or the shared heap) uses it */
@@ -120,6 +121,18 @@ void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab, hk_block_t *b);
 void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner);
 void hk_free_misuse(void *p, int kind);
 
+/* Pop b, the first block of the free list of a slab on its class list
+ * (never parked: no helper touches it, and used is the owner's alone). */
+HK_INLINE void *hk_slab_pop(hk_slab_t *slab, hk_block_t *b)
+{
+    slab->free = hk_link_next(b, hk_block_secret(b));
+    slab->used++;
+    b->tag = 0; /* a live block never carries the free tag */
+    if (config_debug)
+        hk_debug_junk_check(b, slab->block_size);
+    return b;
+}
+
 /* Allocate a block of class `cls`. NULL + ENOMEM when memory runs out. */
 HK_INLINE void *hk_small_alloc(unsigned cls)
 {
@@ -128,12 +141,7 @@ HK_INLINE void *hk_small_alloc(unsigned cls)
     hk_block_t *b = slab->free;
     if (HK_UNLIKELY(!b))
         return hk_heap_alloc_slow(heap, cls);
-    slab->free = hk_link_next(b, hk_block_secret(b));
-    slab->used++; /* the head of a class list is never parked: no helper touches it */
-    b->tag = 0; /* a live block never carries the free tag */
-    if (config_debug)
-        hk_debug_junk_check(b, slab->block_size);
-    return b;
+    return hk_slab_pop(slab, b);
 }
 
 enum { HK_MISUSE_INVALID = 1, HK_MISUSE_DOUBLE = 2 };

@@ -48,6 +48,13 @@ static hk_superslab_t *ss_map_new(void)
     hk_superslab_t *ss = hk_os_map_aligned(HK_SS_SIZE, HK_SS_SIZE);
     if (!ss)
         return NULL;
+    if ((uintptr_t)ss >= ((uintptr_t)1 << 47) - HK_SS_SIZE) {
+        /* Beyond the registry's 47 bits (a kernel that maps above them
+         * unasked): free() could not recognise these blocks, and the
+         * remote-free word keeps a count in the bits above 47. */
+        hk_os_unmap(ss, HK_SS_SIZE);
+        return NULL;
+    }
     ss_init_header(ss);
     hk_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
     HK_GAUGE_ADD(bytes_committed, (int64_t)HK_SS_SIZE);

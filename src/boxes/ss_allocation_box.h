@@ -22,8 +22,16 @@ enum {
     HK_TF_FULL = 1,      /* owner parked the slab as full: next remote free notifies */
     HK_TF_NOTIFYING = 2, /* a remote thread is notifying the owner right now */
 };
+/* The word is list head | count << HK_TF_COUNT_SHIFT | state: the number
+ * of blocks on the list rides in the pointer's unused high bits (blocks lie
+ * in superslabs below 2^47, and a slab holds at most 4096 blocks), so the
+ * owner takes a remote list without walking it; its links are checked as
+ * malloc pops them, like any free list's. */
+#define HK_TF_COUNT_SHIFT 48
 #define HK_TF_STATE(w) ((w) & (uintptr_t)3)
-#define HK_TF_LIST(w) ((hk_block_t *)((w) & ~(uintptr_t)3))
+#define HK_TF_LIST(w) ((hk_block_t *)((w) & (((uintptr_t)1 << HK_TF_COUNT_SHIFT) - 4)))
+#define HK_TF_COUNT(w) ((uint32_t)((w) >> HK_TF_COUNT_SHIFT))
+#define HK_TF_WITHOUT_STATE(w) ((w) & ~(uintptr_t)3)
 
 /* Set in hk_slab_t.used while the slab is parked full: the free fast path
  * then sees used <= 0 as a signed number and takes the slow path, with one

@@ -4,8 +4,6 @@
 #include "api_box.h"
 #include "diag_box.h"
 
-#include <stdlib.h>
-
 _Static_assert(_Generic((size_t)0, unsigned long: 1, default: 0),
                "the mangled names spell size_t as unsigned long");
 
@@ -38,16 +36,10 @@ static HK_COLD void *new_failed(size_t size, size_t align, bool nothrow)
     hk_fatal("out of memory in operator new, and no C++ runtime to throw std::bad_alloc");
 }
 
-static inline void *cxx_new(size_t size)
+static inline void *cxx_new(size_t size, bool nothrow)
 {
     void *p = hk_api_malloc(size);
-    return HK_LIKELY(p != NULL) ? p : new_failed(size, 0, false);
-}
-
-static inline void *cxx_new_nothrow(size_t size)
-{
-    void *p = hk_api_malloc(size);
-    return HK_LIKELY(p != NULL) ? p : new_failed(size, 0, true);
+    return HK_LIKELY(p != NULL) ? p : new_failed(size, 0, nothrow);
 }
 
 /* align_val_t is always a power of two above the default new alignment
@@ -63,10 +55,10 @@ static inline void *cxx_new_aligned(size_t size, size_t align, bool nothrow)
     return new_failed(size, align, nothrow);
 }
 
-HK_EXPORT void *_Znwm(size_t size) { return cxx_new(size); }
-HK_EXPORT void *_Znam(size_t size) { return cxx_new(size); }
-HK_EXPORT void *_ZnwmRKSt9nothrow_t(size_t size, const void *nt) { return cxx_new_nothrow(size); }
-HK_EXPORT void *_ZnamRKSt9nothrow_t(size_t size, const void *nt) { return cxx_new_nothrow(size); }
+HK_EXPORT void *_Znwm(size_t size) { return cxx_new(size, false); }
+HK_EXPORT void *_Znam(size_t size) { return cxx_new(size, false); }
+HK_EXPORT void *_ZnwmRKSt9nothrow_t(size_t size, const void *nt) { return cxx_new(size, true); }
+HK_EXPORT void *_ZnamRKSt9nothrow_t(size_t size, const void *nt) { return cxx_new(size, true); }
 HK_EXPORT void *_ZnwmSt11align_val_t(size_t size, size_t align) { return cxx_new_aligned(size, align, false); }
 HK_EXPORT void *_ZnamSt11align_val_t(size_t size, size_t align) { return cxx_new_aligned(size, align, false); }
 HK_EXPORT void *_ZnwmSt11align_val_tRKSt9nothrow_t(size_t size, size_t align, const void *nt)

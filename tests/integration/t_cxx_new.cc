@@ -9,7 +9,8 @@
 //   delete form (sized, aligned, nothrow), with container and over-aligned
 //   type use in between;
 // - a throwing new that cannot allocate calls the new-handler while one is
-//   installed, then throws std::bad_alloc; an exception the handler throws
+//   installed (and succeeds once the handler made room), then throws
+//   std::bad_alloc; an exception the handler throws
 //   crosses hakmem's frames to the caller; nothrow new returns NULL after
 //   the handler gives up.
 // Exits 0, or 1 after printing each failure.
@@ -17,6 +18,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -68,6 +70,28 @@ static void handler_gives_up()
         std::set_new_handler(nullptr);
 }
 struct handler_error {};
+
+// Frees the way: lifts the address-space limit the test set, so the
+// allocation that failed succeeds when new retries it.
+static struct rlimit saved_as;
+static void handler_lifts_limit()
+{
+    handler_calls++;
+    setrlimit(RLIMIT_AS, &saved_as);
+}
+
+// The process's address space now, in bytes (/proc/self/statm, pages).
+static size_t vm_bytes()
+{
+    unsigned long pages = 0;
+    FILE *f = std::fopen("/proc/self/statm", "r");
+    if (f) {
+        if (std::fscanf(f, "%lu", &pages) != 1)
+            pages = 0;
+        std::fclose(f);
+    }
+    return (size_t)pages * 4096;
+}
 static void handler_throws() { throw handler_error(); }
 
 struct alignas(256) Over {
@@ -200,6 +224,38 @@ int main()
         thrown = true;
     }
     CHECK(thrown, "aligned new(huge) did not throw bad_alloc");
+
+    // A handler that makes room: new retries and succeeds, no exception.
+    // The room is address space: under RLIMIT_AS with 64 MiB to spare, a
+    // 256 MiB block cannot be mapped until the handler lifts the limit.
+    getrlimit(RLIMIT_AS, &saved_as);
+    size_t vm = vm_bytes();
+    struct rlimit tight = saved_as;
+    tight.rlim_cur = vm + ((size_t)64 << 20);
+    if (vm && (saved_as.rlim_cur == RLIM_INFINITY || saved_as.rlim_cur > tight.rlim_cur) &&
+        setrlimit(RLIMIT_AS, &tight) == 0) {
+        handler_calls = 0;
+        std::set_new_handler(handler_lifts_limit);
+        thrown = false;
+        char *big = nullptr;
+        try {
+            big = static_cast<char *>(::operator new((size_t)256 << 20));
+        } catch (const std::bad_alloc &) {
+            thrown = true;
+        }
+        CHECK(!thrown && big && handler_calls == 1,
+              "new(256 MiB) under RLIMIT_AS: thrown %d, %p, handler called %d times (want 1, then success)", thrown,
+              (void *)big, handler_calls);
+        if (big) {
+            big[0] = big[((size_t)256 << 20) - 1] = 1;
+            CHECK(owns(big), "the block new returned after the handler is not hakmem's");
+            ::operator delete(big, (size_t)256 << 20);
+        }
+        setrlimit(RLIMIT_AS, &saved_as);
+        std::set_new_handler(nullptr);
+    } else {
+        std::printf("note: RLIMIT_AS cannot be lowered here: the handler's retry is not tested\n");
+    }
 
     // The handler's own exception reaches the caller through hakmem's frames.
     thrown = false;

@@ -25,15 +25,6 @@ fi
 
 . "${abs_top_srcdir:-$top}/tests/integration/hk_cxx.sh"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/hk_cxx.XXXXXX") || exit 99
-trap 'rm -rf "$work"' EXIT INT TERM
 # -fno-builtin: the calls to ::operator new must stay calls (GCC may
 # otherwise drop a new/delete pair it can see through).
-if ! env -u LD_PRELOAD $cxx -std=c++17 -O1 -fno-builtin -Wall -Wextra -Werror \
-    -o "$work/t_cxx_new" "$src" -ldl; then
-  echo "FAIL: could not compile $src with $cxx"; exit 99
-fi
-LD_PRELOAD="$lib" timeout -k 5 120 "$work/t_cxx_new"
-rc=$?
-[ $rc = 0 ] || echo "FAIL: t_cxx_new exited with $rc"
-exit $rc
+hk_cxx_run t_cxx_new "$src" -O1 -fno-builtin

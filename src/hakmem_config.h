@@ -7,7 +7,8 @@
  * vanish, yet every variant compiles and type-checks all the code.
  *
  * Name spaces: config_* = chosen at configure time / by the variant,
- * have_* = platform fact, opt_* = run-time setting (env_box.h).
+ * have_* = platform fact. Run-time settings are not here: they are read
+ * with hk_opt(HK_OPT_*) (src/boxes/base/env_box.h).
  */
 #ifndef HAKMEM_CONFIG_H
 #define HAKMEM_CONFIG_H

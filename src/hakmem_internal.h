@@ -17,7 +17,6 @@
 #define HK_LIKELY(x) __builtin_expect(!!(x), 1)
 #define HK_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define HK_NOINLINE __attribute__((noinline))
-#define HK_COLD __attribute__((cold, noinline))
 #define HK_INLINE static inline __attribute__((always_inline))
 /* Library-internal globals: declared hidden so that code reaches them
  * directly, not through the GOT. */
@@ -34,9 +33,10 @@
 #define HK_SLABS_PER_SS ((int)(HK_SS_SIZE / HK_SLAB_SIZE)) /* 32, slab 0 = header */
 #define HK_SS_MAGIC 0x48414b4d454d5353ULL                 /* "HAKMEMSS" */
 
-/* Largest size served from slabs; larger requests are mapped on their own. */
-#define HK_SMALL_MAX ((size_t)32768)
-#define HK_NUM_CLASSES 72
+/* Largest size served from slabs; larger requests are mapped on their own.
+ * The size classes below it: size_class_box.h. */
+#define HK_SMALL_MAX_SHIFT 15
+#define HK_SMALL_MAX ((size_t)1 << HK_SMALL_MAX_SHIFT)
 
 /* Requests above this can never be satisfied (glibc's limit). */
 #define HK_MAX_REQUEST ((size_t)PTRDIFF_MAX - 2 * HK_SS_SIZE)
@@ -45,12 +45,14 @@ static inline uintptr_t hk_align_up(uintptr_t x, uintptr_t a) { return (x + a - 
 
 /* A free block: its free-list link and its free tag, both derived from a
  * per-process secret and the block's own address (heap_box.h:
- * hk_block_secret): the link is stored as next ^ secret, the tag is the
- * secret. A freed block read back reveals neither the secret nor another
- * block's tag; a link overwritten after free decodes to garbage, which is
- * caught before it is followed (heap_box.h: hk_link_next). */
+ * hk_block_secret): the link is stored as next ^ this ^ secret, so that
+ * decoding it gives the distance bits and "same slab" is one compare; the
+ * tag is the secret. A freed block read back reveals neither the secret
+ * nor another block's tag; a link overwritten after free decodes to
+ * garbage, which is caught before it is followed (heap_box.h:
+ * hk_link_next). */
 typedef struct hk_block {
-    uintptr_t link; /* encoded: next ^ hk_block_secret(this) */
+    uintptr_t link; /* encoded: next ^ this ^ hk_block_secret(this) */
     uintptr_t tag;  /* hk_block_secret(this) while free; 0 while live */
 } hk_block_t;
 

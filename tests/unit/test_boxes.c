@@ -18,13 +18,13 @@
 #include <check.h>
 #include <sys/mman.h>
 
-#include "env_box.h"
-#include "large_box.h"
-#include "madvise_guard_box.h"
-#include "size_class_box.h"
-#include "ss_mem_lean_env_box.h"
-#include "ss_os_acquire_box.h"
-#include "ss_registry_box.h"
+#include "base/env_box.h"
+#include "backend/large_box.h"
+#include "os/madvise_guard_box.h"
+#include "base/size_class_box.h"
+#include "base/ss_mem_lean_env_box.h"
+#include "os/ss_os_acquire_box.h"
+#include "os/ss_registry_box.h"
 
 /* ---- size_class_box ---------------------------------------------------------- */
 START_TEST(class_table_matches_computed)
@@ -103,22 +103,22 @@ END_TEST
 START_TEST(registry_kinds)
 {
     int local;
-    ck_assert_int_eq(hk_registry_init(), 0);
-    ck_assert_uint_eq(hk_registry_kind(0), HK_REG_NONE);
-    ck_assert_uint_eq(hk_registry_kind((uintptr_t)&local), HK_REG_NONE);
-    ck_assert_uint_eq(hk_registry_kind((uintptr_t)&registry_kinds), HK_REG_NONE);
-    ck_assert_uint_eq(hk_registry_kind((uintptr_t)1 << 47), HK_REG_NONE);
-    ck_assert_uint_eq(hk_registry_kind(UINTPTR_MAX), HK_REG_NONE);
+    ck_assert_int_eq(hk_os_registry_init(), 0);
+    ck_assert_uint_eq(hk_os_registry_kind(0), HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)&local), HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)&registry_kinds), HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)1 << 47), HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind(UINTPTR_MAX), HK_REG_NONE);
 
     void *small = hakmem_malloc(100);
     void *large = hakmem_malloc(4u << 20);
     ck_assert_ptr_nonnull(small);
     ck_assert_ptr_nonnull(large);
-    ck_assert_uint_eq(hk_registry_kind((uintptr_t)small), HK_REG_SUPERSLAB);
-    ck_assert_uint_eq(hk_registry_kind((uintptr_t)large), HK_REG_LARGE);
-    ck_assert(hk_registry_covers_superslabs((uintptr_t)small & ~(uintptr_t)HK_SS_MASK, HK_SS_SIZE));
+    ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)small), HK_REG_SUPERSLAB);
+    ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)large), HK_REG_LARGE);
+    ck_assert(hk_os_registry_covers_superslabs((uintptr_t)small & ~(uintptr_t)HK_SS_MASK, HK_SS_SIZE));
     void *g = malloc(100); /* glibc's */
-    ck_assert_uint_eq(hk_registry_kind((uintptr_t)g), HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)g), HK_REG_NONE);
     free(g);
     hakmem_free(small);
     hakmem_free(large);
@@ -127,36 +127,36 @@ END_TEST
 
 START_TEST(registry_set_and_covers)
 {
-    ck_assert_int_eq(hk_registry_init(), 0);
+    ck_assert_int_eq(hk_os_registry_init(), 0);
     /* a range of our own (not hakmem's), 2 MiB aligned, never touched */
     size_t span = 8 * HK_SS_SIZE;
     char *raw = mmap(NULL, span + HK_SS_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     ck_assert(raw != MAP_FAILED);
     uintptr_t base = hk_align_up((uintptr_t)raw, HK_SS_SIZE);
-    ck_assert_uint_eq(hk_registry_kind(base), HK_REG_NONE);
-    ck_assert(!hk_registry_covers_superslabs(base, HK_SS_SIZE));
+    ck_assert_uint_eq(hk_os_registry_kind(base), HK_REG_NONE);
+    ck_assert(!hk_os_registry_covers_superslabs(base, HK_SS_SIZE));
 
-    hk_registry_set(base, 2 * HK_SS_SIZE, HK_REG_SUPERSLAB);
-    ck_assert_uint_eq(hk_registry_kind(base), HK_REG_SUPERSLAB);
-    ck_assert_uint_eq(hk_registry_kind(base + 2 * HK_SS_SIZE - 1), HK_REG_SUPERSLAB);
-    ck_assert_uint_eq(hk_registry_kind(base + 2 * HK_SS_SIZE), HK_REG_NONE);
-    ck_assert(hk_registry_covers_superslabs(base, 2 * HK_SS_SIZE));
-    ck_assert(hk_registry_covers_superslabs(base + 4096, 8192));
-    ck_assert(!hk_registry_covers_superslabs(base, 2 * HK_SS_SIZE + 1));
-    ck_assert(!hk_registry_covers_superslabs(base - 4096, 8192));
+    hk_os_registry_set(base, 2 * HK_SS_SIZE, HK_REG_SUPERSLAB);
+    ck_assert_uint_eq(hk_os_registry_kind(base), HK_REG_SUPERSLAB);
+    ck_assert_uint_eq(hk_os_registry_kind(base + 2 * HK_SS_SIZE - 1), HK_REG_SUPERSLAB);
+    ck_assert_uint_eq(hk_os_registry_kind(base + 2 * HK_SS_SIZE), HK_REG_NONE);
+    ck_assert(hk_os_registry_covers_superslabs(base, 2 * HK_SS_SIZE));
+    ck_assert(hk_os_registry_covers_superslabs(base + 4096, 8192));
+    ck_assert(!hk_os_registry_covers_superslabs(base, 2 * HK_SS_SIZE + 1));
+    ck_assert(!hk_os_registry_covers_superslabs(base - 4096, 8192));
 
     /* a LARGE mapping touching a chunk partially marks the whole chunk */
-    hk_registry_set(base + 4 * HK_SS_SIZE + 4096, 8192, HK_REG_LARGE);
-    ck_assert_uint_eq(hk_registry_kind(base + 4 * HK_SS_SIZE), HK_REG_LARGE);
-    ck_assert_uint_eq(hk_registry_kind(base + 5 * HK_SS_SIZE - 1), HK_REG_LARGE);
-    ck_assert(!hk_registry_covers_superslabs(base + 4 * HK_SS_SIZE, 4096));
+    hk_os_registry_set(base + 4 * HK_SS_SIZE + 4096, 8192, HK_REG_LARGE);
+    ck_assert_uint_eq(hk_os_registry_kind(base + 4 * HK_SS_SIZE), HK_REG_LARGE);
+    ck_assert_uint_eq(hk_os_registry_kind(base + 5 * HK_SS_SIZE - 1), HK_REG_LARGE);
+    ck_assert(!hk_os_registry_covers_superslabs(base + 4 * HK_SS_SIZE, 4096));
 
     /* clearing: superslab chunks go back to NONE; a LARGE mark is only a
      * hint (large mappings may share a chunk) and is kept */
-    hk_registry_set(base, 8 * HK_SS_SIZE, HK_REG_NONE);
-    ck_assert_uint_eq(hk_registry_kind(base), HK_REG_NONE);
-    ck_assert_uint_eq(hk_registry_kind(base + HK_SS_SIZE), HK_REG_NONE);
-    ck_assert(!hk_registry_covers_superslabs(base, HK_SS_SIZE));
+    hk_os_registry_set(base, 8 * HK_SS_SIZE, HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind(base), HK_REG_NONE);
+    ck_assert_uint_eq(hk_os_registry_kind(base + HK_SS_SIZE), HK_REG_NONE);
+    ck_assert(!hk_os_registry_covers_superslabs(base, HK_SS_SIZE));
     munmap(raw, span + HK_SS_SIZE);
 }
 END_TEST

@@ -10,8 +10,8 @@
  * accepted (0), so the guard is not simply refusing everything.
  */
 #include "hakmem_internal.h"
-#include "madvise_guard_box.h"
-#include "ss_registry_box.h"
+#include "os/madvise_guard_box.h"
+#include "os/ss_registry_box.h"
 
 #include <check.h>
 #include <dlfcn.h>
@@ -129,7 +129,7 @@ START_TEST(test_inside_and_edges)
     expect_refused(p + 1, PAGE, HK_ADVICE_DONTNEED, "unaligned start");
     expect_refused((void *)(ss + HK_SLAB_SIZE), 100, HK_ADVICE_DONTNEED, "unaligned length");
     expect_refused((void *)(ss + HK_SLAB_SIZE), 0, HK_ADVICE_DONTNEED, "empty range");
-    if (hk_registry_kind(ss + HK_SS_SIZE) != HK_REG_SUPERSLAB) {
+    if (hk_os_registry_kind(ss + HK_SS_SIZE) != HK_REG_SUPERSLAB) {
         /* Neighbours are not ours: a range running over the end is refused. */
         expect_refused((void *)(ss + HK_SS_SIZE - PAGE), 2 * PAGE, HK_ADVICE_DONTNEED, "past the superslab");
     }

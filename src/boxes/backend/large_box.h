@@ -1,0 +1,50 @@
+/* large_box: objects above HK_SMALL_MAX (32 KiB), each in its own mapping.
+ *
+ * Owns: the table of live large mappings (keyed by the user pointer, so a
+ * pointer is recognised without reading the memory it points to), the
+ * bounded cache of freed mappings (HAKMEM_LARGE_CACHE_MB, default 256):
+ * a program that frees and reallocates big buffers reuses resident pages
+ * instead of faulting them in again, and in-place/mremap realloc.
+ * Must not: call mmap directly (os box), or syscall while holding its lock. */
+#ifndef HAKMEM_LARGE_BOX_H
+#define HAKMEM_LARGE_BOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* size > 0; align a power of two (0 or <= page: page-aligned). zero: the
+ * first `size` bytes must read as zero. NULL + ENOMEM on failure. */
+void *hk_large_alloc(size_t size, size_t align, bool zero);
+/* Free a large block: HK_LARGE_FREED, HK_LARGE_NOT_OURS, or
+ * HK_LARGE_ALREADY_FREE (p is a large block freed before and still cached:
+ * a double free). */
+enum { HK_LARGE_FREED = 0, HK_LARGE_NOT_OURS = 1, HK_LARGE_ALREADY_FREE = 2 };
+int hk_large_free(void *p);
+/* Usable size of a live large block; 0 if p is not one. */
+size_t hk_large_usable(const void *p);
+/* Resize a live large block (new_size > 0) in place, from the cache or with
+ * mremap. Returns the block (maybe moved), or NULL when it cannot (p is then
+ * untouched and the caller allocates, copies and frees). *found = false if
+ * p is not a large block. */
+void *hk_large_realloc(void *p, size_t new_size, bool *found);
+/* Bytes of live large blocks (their mappings), for mallinfo. */
+size_t hk_large_live_bytes(void);
+/* Unmap every cached range. Returns bytes released. */
+size_t hk_large_trim(void);
+/* Debug recount (lock held: hk_large_fork_prepare): live blocks, cached
+ * bytes, committed bytes from the table and the cache themselves. */
+typedef struct hk_large_count {
+    int64_t live, cached_bytes, committed;
+} hk_large_count_t;
+void hk_large_count(hk_large_count_t *c);
+
+void hk_large_fork_prepare(void);
+void hk_large_fork_parent(void);
+void hk_large_fork_child(void);
+
+/* Memory ran out: give back every cached range (large blocks, empty and
+ * decommitted superslabs) so that a retry can map. Returns bytes released. */
+size_t hk_release_cached(void);
+
+#endif

@@ -1,0 +1,230 @@
+/* api_box: the prefixed API (hakmem_*), the out-of-line slow paths of
+ * every entry point, and the library's constructor. See api_box.h. */
+#include "hakmem_internal.h"
+#include "front/api_box.h"
+#include "base/diag_box.h"
+#include "hakmem.h"
+#include "backend/ss_allocation_box.h"
+#include "base/superslab_stats.h"
+#include "front/ss_hot_prewarm_box.h"
+#include "front/thread_box.h"
+#include "backend/ss_release_policy_box.h"
+
+void *hk_debug_small_alloc(size_t size, size_t align)
+{
+    /* Room for at least 8 canary bytes and the stored size. */
+    if (size > HK_SMALL_MAX - 16)
+        return size <= HK_SMALL_MAX && !align ? hk_alloc_class(hk_size_to_class(size))
+                                              : hk_large_alloc(size ? size : 1, align, false);
+    int cls = align > 16 ? hk_class_for_aligned(size + 16, align) : (int)hk_size_to_class(size + 16);
+    if (cls < 0)
+        return hk_large_alloc(size ? size : 1, align, false);
+    void *p = hk_alloc_class((unsigned)cls);
+    if (p)
+        hk_debug_canary_set(p, hk_class_size((unsigned)cls), size);
+    return p;
+}
+
+void *hk_malloc_slow(size_t size)
+{
+    if (config_debug)
+        return hk_debug_small_alloc(size, 0);
+    if (size <= HK_SMALL_MAX)
+        return hk_alloc_class(hk_size_to_class(size));
+    return hk_large_alloc(size, 0, false);
+}
+
+void hk_free_other(void *p, unsigned kind)
+{
+    if (!p)
+        return;
+    int r = kind == HK_REG_LARGE ? hk_large_free(p) : HK_LARGE_NOT_OURS;
+    if (r == HK_LARGE_FREED)
+        return;
+    int saved = errno;
+    if (r == HK_LARGE_ALREADY_FREE)
+        hk_report_misuse("double free", p, "large block is already free");
+    else
+        hk_report_misuse("invalid free", p, "not a block hakmem handed out");
+    errno = saved;
+}
+
+size_t hk_usable_other(void *p, unsigned kind)
+{
+    if (!p)
+        return 0;
+    if (kind == HK_REG_LARGE) {
+        size_t s = hk_large_usable(p);
+        if (s)
+            return s;
+    }
+    int saved = errno;
+    hk_report_misuse("malloc_usable_size", p, "not a block hakmem handed out");
+    errno = saved;
+    return 0;
+}
+
+void *hk_calloc_slow(size_t total)
+{
+    /* Fresh large mappings are already zero: large_box clears only reused ones. */
+    return hk_large_alloc(total, 0, true);
+}
+
+void *hk_alloc_aligned(size_t align, size_t size, bool zero)
+{
+    if (size > HK_MAX_REQUEST || align > HK_MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (align <= 16) {
+        void *p = hk_api_malloc(size);
+        if (p && zero)
+            memset(p, 0, size);
+        return p;
+    }
+    if (config_debug) {
+        void *p = hk_debug_small_alloc(size, align);
+        if (p && zero)
+            memset(p, 0, size);
+        return p;
+    }
+    if (size <= HK_SMALL_MAX) {
+        /* A class whose block size is a multiple of align: every block of
+         * it is aligned, because slabs are 64 KiB-aligned. */
+        int cls = hk_class_for_aligned(size, align);
+        if (cls >= 0) {
+            void *p = hk_alloc_class((unsigned)cls);
+            if (p && zero)
+                memset(p, 0, size);
+            return p;
+        }
+    }
+    return hk_large_alloc(size ? size : 1, align, zero);
+}
+
+void *hk_realloc_impl(void *p, size_t size)
+{
+    if (!p)
+        return hk_api_malloc(size);
+    if (size == 0) {
+        /* glibc: realloc(p, 0) frees p and returns NULL. */
+        hk_api_free(p);
+        return NULL;
+    }
+    if (size > HK_MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    unsigned kind = hk_os_registry_kind((uintptr_t)p);
+    size_t old;
+    if (kind == HK_REG_SUPERSLAB) {
+        old = hk_small_usable(p);
+        if (!old || ((hk_block_t *)p)->tag == hk_block_secret(p)) {
+            /* Not a block start, or a free block: handing it back in place
+             * would let the caller's writes overwrite the free list. */
+            if (old)
+                hk_report_misuse("realloc after free", p, "block is already free");
+            else
+                hk_free_misuse(p, HK_MISUSE_INVALID);
+            errno = ENOMEM;
+            return NULL;
+        }
+        /* Stay in place if it fits and would not waste more than half. */
+        if (size <= old && (size > old / 2 || old <= 16))
+            return p;
+    } else if (kind == HK_REG_LARGE) {
+        if (size > HK_SMALL_MAX) {
+            bool found;
+            void *q = hk_large_realloc(p, size, &found);
+            if (q)
+                return q;
+            if (!found)
+                goto foreign;
+        }
+        old = hk_large_usable(p);
+        if (!old)
+            goto foreign;
+    } else {
+        goto foreign;
+    }
+    /* A block that grows gets a quarter more room, so a buffer growing
+     * step by step is copied a logarithmic number of times, and a small one
+     * skips a class or two (they are 12.5 % apart: a string that grows by
+     * a few bytes a step would be copied at every one of them). */
+    size_t want = size;
+    if (size > old && old + old / 4 > size && old + old / 4 <= HK_MAX_REQUEST)
+        want = old + old / 4;
+    void *q = hk_api_malloc(want);
+    if (!q && want != size)
+        q = hk_api_malloc(size);
+    if (!q)
+        return NULL;
+    memcpy(q, p, old < size ? old : size);
+    hk_api_free(p);
+    return q;
+
+foreign:
+    /* Its size is unknown (the memory is never read): nothing can be
+     * copied. The block is left as it is. */
+    hk_report_misuse("invalid realloc", p, "not a block hakmem handed out");
+    errno = ENOMEM;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The prefixed API. */
+
+HK_API void *hakmem_malloc(size_t size) { return hk_api_malloc(size); }
+HK_API void hakmem_free(void *p) { hk_api_free(p); }
+HK_API void *hakmem_calloc(size_t n, size_t size) { return hk_api_calloc(n, size); }
+HK_API void *hakmem_realloc(void *p, size_t size) { return hk_realloc_impl(p, size); }
+HK_API void *hakmem_reallocarray(void *p, size_t n, size_t size) { return hk_api_reallocarray(p, n, size); }
+HK_API int hakmem_posix_memalign(void **memptr, size_t align, size_t size)
+{
+    return hk_api_posix_memalign(memptr, align, size);
+}
+HK_API void *hakmem_aligned_alloc(size_t align, size_t size) { return hk_api_aligned_alloc(align, size); }
+HK_API void *hakmem_memalign(size_t align, size_t size) { return hk_api_memalign(align, size); }
+HK_API void *hakmem_valloc(size_t size) { return hk_api_valloc(size); }
+HK_API void *hakmem_pvalloc(size_t size) { return hk_api_pvalloc(size); }
+HK_API size_t hakmem_malloc_usable_size(void *p) { return hk_api_usable(p); }
+HK_API void hakmem_free_sized(void *p, size_t size) { hk_api_free(p); }
+HK_API void hakmem_free_aligned_sized(void *p, size_t align, size_t size) { hk_api_free(p); }
+
+/* Give back what is kept for reuse: freed large ranges; every heap's
+ * slabs and superslabs that other threads emptied (an idle owner's too);
+ * what was freed into abandoned superslabs; empty superslabs; in LEAN the
+ * unused slabs waiting to be given back. Blocks in use stay. 1 if any
+ * memory went back, as glibc answers. The debug build then recounts the
+ * gauges. */
+HK_API int hakmem_malloc_trim(size_t pad)
+{
+    size_t released = hk_large_trim();
+    released += hk_heap_trim_all();
+    released += superslab_trim();
+    hk_check_gauges();
+    return released > 0;
+}
+
+HK_API int hakmem_owns(const void *p)
+{
+    unsigned kind = hk_os_registry_kind((uintptr_t)p);
+    if (kind == HK_REG_SUPERSLAB)
+        return hk_small_usable(p) != 0;
+    if (kind == HK_REG_LARGE)
+        return hk_large_usable(p) != 0;
+    return 0;
+}
+
+HK_API const char *hakmem_version(void) { return PACKAGE_VERSION; }
+HK_API const char *hakmem_variant(void) { return config_variant_name; }
+
+/* Init and prewarm at load time, before main, so the first timed loop of a
+ * program finds its memory resident. Prewarm allocates through this
+ * thread's heap, so it runs here, after init and with the thread started,
+ * not inside init. */
+__attribute__((constructor(101))) static void hakmem_load(void)
+{
+    if (hk_global_init() == 0 && !ss_release_lean() && hk_thread_start())
+        box_ss_hot_prewarm_all();
+}

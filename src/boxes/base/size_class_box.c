@@ -5,12 +5,13 @@
 #include "hakmem_internal.h"
 #include "base/size_class_box.h"
 
-/* g_hk_class_direct[i] = class of a request of i * 16 bytes, i <= 64. */
+/* g_hk_class_direct[i] = class of a request of i * 16 bytes, i <= 128. */
 #define D1(i) HK_SIZE_CLASS((size_t)(i) * 16)
 #define D4(i) D1(i), D1((i) + 1), D1((i) + 2), D1((i) + 3)
 #define D16(i) D4(i), D4((i) + 4), D4((i) + 8), D4((i) + 12)
-_Static_assert(HK_DIRECT_MAX / 16 + 1 == 65, "the direct table is written out for 1 KiB");
-const uint8_t g_hk_class_direct[HK_DIRECT_MAX / 16 + 1] = {D16(0), D16(16), D16(32), D16(48), D1(64)};
+#define D64(i) D16(i), D16((i) + 16), D16((i) + 32), D16((i) + 48)
+_Static_assert(HK_DIRECT_MAX / 16 + 1 == 129, "the direct table is written out for 2 KiB");
+const uint8_t g_hk_class_direct[HK_DIRECT_MAX / 16 + 1] = {D64(0), D64(64), D1(128)};
 
 #define S1(c) HK_CLASS_SIZE(c)
 #define S4(c) S1(c), S1((c) + 1), S1((c) + 2), S1((c) + 3)

@@ -52,8 +52,9 @@ _Static_assert(HK_SIZE_CLASS(HK_SMALL_MAX) == HK_NUM_CLASSES - 1 && HK_SIZE_CLAS
 _Static_assert(HK_NUM_CLASSES <= 255, "a class fits hk_slab_t.cls (uint8_t)");
 
 /* ---- The tables (size_class_box.c, built from the definition) ----------- */
-/* Sizes up to this use the direct lookup table. */
-#define HK_DIRECT_MAX 1024
+/* Sizes up to this use the direct lookup table (129 bytes: two cache
+ * lines and a byte; requests of 1-2 KiB are common enough to earn it). */
+#define HK_DIRECT_MAX 2048
 /* Room for this many classes in g_hk_class_size (entries past the last read 0). */
 #define HK_CLASS_TABLE_CAP 128
 _Static_assert(HK_NUM_CLASSES <= HK_CLASS_TABLE_CAP, "g_hk_class_size has room for every class");

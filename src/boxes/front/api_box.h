@@ -36,7 +36,7 @@ HK_INLINE void *hk_alloc_class(unsigned cls) { return hk_small_alloc(cls, hk_thr
 
 HK_INLINE void *hk_api_malloc(size_t size)
 {
-    /* One compare on the hot path: sizes up to 1 KiB use the direct table
+    /* One compare on the hot path: sizes up to 2 KiB use the direct table
      * (the debug build's blocks carry a canary: hk_malloc_slow). */
     if (HK_LIKELY(size <= HK_DIRECT_MAX) && !config_debug)
         return hk_alloc_class(hk_size_to_class_direct(size));

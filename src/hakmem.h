@@ -16,9 +16,16 @@
 extern "C" {
 #endif
 
+/* Version of this header. hakmem_version() answers the library's: a program
+ * built against one release and run with another can compare the two. The
+ * numbers must equal configure's (AC_INIT): a unit test checks it. */
 #define HAKMEM_VERSION_MAJOR 0
 #define HAKMEM_VERSION_MINOR 1
 #define HAKMEM_VERSION_PATCH 0
+#define HAKMEM_VERSION_STRING "0.1.0"
+/* One number for #if: 10000 * major + 100 * minor + patch (0.1.0: 100). */
+#define HAKMEM_VERSION_NUMBER \
+    (HAKMEM_VERSION_MAJOR * 10000 + HAKMEM_VERSION_MINOR * 100 + HAKMEM_VERSION_PATCH)
 
 /* Prefixed allocation API: glibc semantics (errno, NULL on failure). */
 void *hakmem_malloc(size_t size);
@@ -41,7 +48,7 @@ int hakmem_malloc_trim(size_t pad);
 int hakmem_owns(const void *ptr);
 
 /* Library identity. */
-const char *hakmem_version(void);      /* "0.1.0" */
+const char *hakmem_version(void);      /* the library's, e.g. "0.1.0" */
 const char *hakmem_variant(void);      /* "fast", "lean" or "debug" */
 
 /* Statistics (README, "Operating hakmem").

@@ -388,7 +388,8 @@ END_TEST
 START_TEST(every_entry_point_is_hakmem)
 {
     void *mp = NULL;
-    void *p[8];
+    void *p[9];
+    p[8] = malloc(0); /* a block too (its usable size is 0 in the debug build) */
     p[0] = malloc(10);
     p[1] = calloc(3, 10);
     p[2] = realloc(NULL, 10);
@@ -398,11 +399,11 @@ START_TEST(every_entry_point_is_hakmem)
     p[6] = valloc(10);
     ck_assert_int_eq(posix_memalign(&mp, 128, 10), 0);
     p[7] = mp;
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 9; i++) {
         ck_assert_ptr_nonnull(p[i]);
         ck_assert_msg(hk_owns(p[i]) == 1, "block #%d (%p) is not owned by hakmem", i, p[i]);
     }
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 9; i++)
         free(p[i]);
 }
 END_TEST

@@ -30,6 +30,12 @@ static const char *const exported[] = {
     "hakmem_pvalloc", "hakmem_malloc_usable_size", "hakmem_free_sized",
     "hakmem_free_aligned_sized", "hakmem_malloc_trim", "hakmem_owns", "hakmem_version",
     "hakmem_variant", "hakmem_stats_get", "hakmem_stats_print",
+    /* C++ operator new and delete, every form (cxx_new_box.h) */
+    "_Znwm", "_Znam", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t", "_ZnwmSt11align_val_t",
+    "_ZnamSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t", "_ZnamSt11align_val_tRKSt9nothrow_t",
+    "_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm", "_ZdlPvRKSt9nothrow_t", "_ZdaPvRKSt9nothrow_t",
+    "_ZdlPvSt11align_val_t", "_ZdaPvSt11align_val_t", "_ZdlPvmSt11align_val_t", "_ZdaPvmSt11align_val_t",
+    "_ZdlPvSt11align_val_tRKSt9nothrow_t", "_ZdaPvSt11align_val_tRKSt9nothrow_t",
 };
 
 START_TEST(symbol_resolves_into_library)

@@ -13,28 +13,9 @@ lib=${HAKMEM_TEST_LIB:?run through tests/run-variant}
 top=${abs_top_builddir:?run through tests/run-variant}
 src=${abs_top_srcdir:-$top}/tests/integration/t_thread_local.cc
 
-cxx=${CXX:-}
-if [ -z "$cxx" ]; then
-  for c in c++ g++ clang++; do
-    if command -v "$c" >/dev/null 2>&1; then cxx=$c; break; fi
-  done
-fi
-if [ -z "$cxx" ]; then
-  echo "SKIP: no C++ compiler (c++, g++, clang++) found; set CXX"; exit 77
-fi
+. "${abs_top_srcdir:-$top}/tests/integration/hk_cxx.sh"
 
 LD_PRELOAD="$lib" "$top/tests/integration/hk_probe" >/dev/null || {
   echo "FAIL: hk_probe: the library is not in use"; exit 99; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/hk_tl.XXXXXX") || exit 99
-trap 'rm -rf "$work"' EXIT INT TERM
-# Build without the library preloaded: a compiler crash here would be
-# reported by t_real_programs, not blamed on thread_local.
-if ! env -u LD_PRELOAD $cxx -std=c++17 -O2 -Wall -Wextra -Werror -pthread -I"${abs_top_srcdir:-$top}/src" \
-    -o "$work/t_thread_local" "$src" -ldl; then
-  echo "FAIL: could not compile $src with $cxx"; exit 99
-fi
-LD_PRELOAD="$lib" timeout -k 5 120 "$work/t_thread_local"
-rc=$?
-[ $rc = 0 ] || echo "FAIL: t_thread_local exited with $rc"
-exit $rc
+hk_cxx_run t_thread_local "$src" -O2 -pthread -I"${abs_top_srcdir:-$top}/src"

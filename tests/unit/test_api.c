@@ -23,8 +23,27 @@ static volatile size_t v_zero = 0;
 
 START_TEST(identity)
 {
-    ck_assert_str_eq(hakmem_version(), "0.1.0");
     ck_assert_str_eq(hakmem_variant(), "fast");
+}
+END_TEST
+
+/* HAKMEM_VERSION_NUMBER must work in #if (a program's feature tests). */
+#if HAKMEM_VERSION_NUMBER != HAKMEM_VERSION_MAJOR * 10000 + HAKMEM_VERSION_MINOR * 100 + HAKMEM_VERSION_PATCH
+#error "HAKMEM_VERSION_NUMBER does not evaluate in #if"
+#endif
+
+/* The header's version macros, the library's hakmem_version() and
+ * configure's PACKAGE_VERSION (AC_INIT) are one version: a release that
+ * bumps one and forgets another fails here. */
+START_TEST(version_macros)
+{
+    char buf[64];
+    ck_assert_str_eq(hakmem_version(), PACKAGE_VERSION);
+    ck_assert_str_eq(HAKMEM_VERSION_STRING, PACKAGE_VERSION);
+    snprintf(buf, sizeof buf, "%d.%d.%d", HAKMEM_VERSION_MAJOR, HAKMEM_VERSION_MINOR, HAKMEM_VERSION_PATCH);
+    ck_assert_str_eq(buf, PACKAGE_VERSION);
+    ck_assert_int_eq(HAKMEM_VERSION_NUMBER,
+                     HAKMEM_VERSION_MAJOR * 10000 + HAKMEM_VERSION_MINOR * 100 + HAKMEM_VERSION_PATCH);
 }
 END_TEST
 
@@ -300,6 +319,7 @@ int main(void)
     TCase *tc = tcase_create("prefixed");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, identity);
+    tcase_add_test(tc, version_macros);
     tcase_add_test(tc, malloc_free_basic);
     tcase_add_test(tc, calloc_realloc);
     tcase_add_test(tc, impossible_sizes);

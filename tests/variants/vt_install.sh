@@ -3,6 +3,10 @@
 # program against each built variant through its pkg-config file
 # (hakmem.pc, hakmem-lean.pc, hakmem-debug.pc), and check that
 # hakmem_variant() names the variant and that malloc is hakmem's.
+# Also the layout of a clean install: no libtool archive (.la), the man
+# pages, the launcher (whose library directory is the installed libdir),
+# and each .pc file's URL: and variables (variant=, lean_default=,
+# decommit=, stats=).
 #
 # Runs `make install DESTDIR=<temporary directory>` in the build tree: the
 # build itself is not touched (the libraries are already built when `make
@@ -42,6 +46,22 @@ if [ -z "$(find "$dest" -name hakmem.h)" ]; then
   exit 1
 fi
 
+fail=0
+if [ -n "$(find "$dest" -name '*.la')" ]; then
+  echo "FAIL: libtool archives installed: $(find "$dest" -name '*.la' | tr '\n' ' ')"
+  fail=1
+fi
+for f in share/man/man1/hakmem.1 share/man/man1/rss-trace.1 share/man/man3/hakmem.3 bin/hakmem bin/rss-trace; do
+  [ -n "$(find "$dest" -path "*/$f")" ] || { echo "FAIL: $f was not installed"; fail=1; }
+done
+launcher=$(find "$dest" -path '*/bin/hakmem' | head -1)
+if [ -n "$launcher" ]; then
+  pclibdir=$(PKG_CONFIG_PATH=$pcdir PKG_CONFIG_LIBDIR=$pcdir pkg-config --variable=libdir hakmem)
+  which=$(sh "$launcher" --which 2>/dev/null)
+  echo "installed launcher: --which prints $which"
+  [ "$which" = "$pclibdir/libhakmem.so.0" ] || { echo "FAIL: the launcher preloads '$which', not $pclibdir/libhakmem.so.0"; fail=1; }
+fi
+
 cat > "$tmp/probe.c" <<'EOC'
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +80,6 @@ int main(int argc, char **argv)
 }
 EOC
 
-fail=0
 tested=0
 for v in fast lean debug; do
   case $v in
@@ -85,6 +104,18 @@ for v in fast lean debug; do
   flags=$(PKG_CONFIG_PATH=$pcdir PKG_CONFIG_LIBDIR=$pcdir PKG_CONFIG_SYSROOT_DIR=$dest \
           pkg-config --cflags --libs "$pc") || { echo "FAIL: pkg-config --cflags --libs $pc"; fail=1; continue; }
   echo "$pc: $flags"
+  grep -q '^URL: ' "$pcdir/$pc.pc" || { echo "FAIL: $pc.pc has no URL:"; fail=1; }
+  vars=
+  for var in variant lean_default decommit stats; do
+    val=$(PKG_CONFIG_PATH=$pcdir PKG_CONFIG_LIBDIR=$pcdir pkg-config --variable=$var "$pc")
+    [ -n "$val" ] || { echo "FAIL: $pc.pc: no $var="; fail=1; }
+    vars="$vars $var=$val"
+  done
+  echo "$pc:$vars"
+  case "$vars" in
+    *" variant=$v "*) ;;
+    *) echo "FAIL: $pc.pc says variant is not $v"; fail=1 ;;
+  esac
   libdir=$(PKG_CONFIG_PATH=$pcdir PKG_CONFIG_LIBDIR=$pcdir pkg-config --variable=libdir "$pc")
   # shellcheck disable=SC2086
   if ! "$cc" -o "$tmp/probe-$v" "$tmp/probe.c" $flags >"$tmp/cc-$v.log" 2>&1; then

@@ -217,7 +217,7 @@ HK_API int hakmem_owns(const void *p)
 {
     unsigned kind = hk_os_registry_kind((uintptr_t)p);
     if (kind == HK_REG_SUPERSLAB)
-        return hk_small_usable(p) != 0;
+        return hk_small_is_block(p); /* not the usable size: malloc(0)'s is 0 in the debug build */
     if (kind == HK_REG_LARGE)
         return hk_large_usable(p) != 0;
     return 0;

@@ -212,8 +212,16 @@ HK_INLINE void hk_small_free(void *p)
     hk_heap_free_remote(b, owner);
 }
 
+/* Is p the start of a block of its slab (p already known to be in a
+ * superslab)? */
+HK_INLINE bool hk_small_is_block(const void *p)
+{
+    return hk_slab_is_block_start(hk_slab_of(hk_ss_of(p), (uintptr_t)p), (uintptr_t)p);
+}
+
 /* Usable size of a small block (p already known to be in a superslab);
- * 0 if p is not the start of a block. */
+ * 0 if p is not the start of a block (and, in the debug build, for a
+ * block of a malloc(0), whose usable size is its requested size). */
 HK_INLINE size_t hk_small_usable(const void *p)
 {
     uintptr_t a = (uintptr_t)p;

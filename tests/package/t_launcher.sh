@@ -1,0 +1,105 @@
+#!/bin/sh
+# t_launcher.sh: the hakmem launcher (tools/hakmem, from tools/hakmem.in).
+#
+# The built script carries the configured libdir; a copy with that one line
+# pointed at the build tree's libraries (src/.libs, where libtool keeps
+# libhakmem.so.0 and the others) runs the real script logic against the
+# built libraries:
+#  - --version, --help, --which [--lean|--debug], and the exit status 125 for
+#    its own errors (unknown option, no command, --lean with --debug,
+#    a library that is not installed);
+#  - each built variant is really preloaded (hk_probe prints the variant of
+#    the library malloc resolves into);
+#  - a preload already in LD_PRELOAD is kept, after hakmem's;
+#  - --stats and --conf set HAKMEM_SS_OS_STATS=1 and HAKMEM_CONF;
+#  - the command's exit status comes back; 127 for a missing command.
+# And the installed script's library directory is the configured libdir.
+
+set -u
+b=${abs_top_builddir:?run through make check}
+script=$b/tools/hakmem
+[ -x "$script" ] || { echo "FAIL: $script was not built"; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/hk_launch.XXXXXX") || exit 99
+trap 'rm -rf "$tmp"' EXIT INT TERM
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+
+# The configured libdir, as the pkg-config file has it.
+libdir=$(sed -n 's/^libdir=//p' "$b/hakmem.pc")
+case $libdir in *'${'*) libdir=$(prefix=$(sed -n 's/^prefix=//p' "$b/hakmem.pc"); exec_prefix=$prefix; eval echo "$libdir") ;; esac
+got=$(sh "$script" --which 2>/dev/null)
+[ "$got" = "$libdir/libhakmem.so.0" ] || bad "tools/hakmem --which says '$got', expected '$libdir/libhakmem.so.0'"
+grep -q '@libdir@\|@HAKMEM_SOVERSION@\|@PACKAGE_VERSION@' "$script" && bad "tools/hakmem has unsubstituted @...@ names"
+
+# The copy that uses the build tree's libraries.
+libs=$b/src/.libs
+sed "s|^libdir=.*|libdir='$libs'|" "$script" > "$tmp/hakmem"
+l="sh $tmp/hakmem"
+probe=$b/tests/integration/hk_probe
+
+version=$(sed -n 's/^version=//p' "$script" | tr -d "'")
+out=$($l --version); [ "$out" = "hakmem $version" ] || bad "--version prints '$out'"
+out=$($l --help) || bad "--help exits $?"
+for o in --lean --debug --stats --conf --which --version --help; do
+  case $out in *"$o"*) ;; *) bad "--help does not mention $o" ;; esac
+done
+[ "$($l --which)" = "$libs/libhakmem.so.0" ] || bad "--which: $($l --which)"
+
+expect_125() {
+  what=$1; shift
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  if [ $rc -ne 125 ] || ! grep -q '^hakmem: ' "$tmp/err"; then
+    bad "$what: exit $rc (want 125 and a 'hakmem:' message); stderr: $(cat "$tmp/err")"
+  fi
+}
+expect_125 "unknown option" $l --bogus true
+expect_125 "no command" $l --stats
+expect_125 "--lean --debug" $l --lean --debug true
+expect_125 "--conf without a value" $l --conf
+sed "s|^libdir=.*|libdir='$tmp/empty'|" "$script" > "$tmp/hakmem-none"
+expect_125 "library not installed" sh "$tmp/hakmem-none" true
+expect_125 "--which of a missing library" sh "$tmp/hakmem-none" --which --debug
+
+tested=0
+for v in fast lean debug; do
+  case $v in fast) opt= ; so=libhakmem.so.0 ;; lean) opt=--lean; so=libhakmem_lean.so.0 ;; debug) opt=--debug; so=libhakmem_debug.so.0 ;; esac
+  if [ ! -f "$libs/$so" ]; then
+    echo "note: $v not built: skipped"
+    continue
+  fi
+  [ "$($l --which $opt)" = "$libs/$so" ] || bad "--which $opt: $($l --which $opt)"
+  # shellcheck disable=SC2086
+  out=$(HAKMEM_TEST_VARIANT=$v HAKMEM_TEST_LIB=$libs/$so $l $opt -- "$probe" 2>&1)
+  [ "$out" = "$v" ] || bad "hakmem $opt -- hk_probe: '$out' (want '$v')"
+  # shellcheck disable=SC2086
+  out=$($l $opt sh -c 'printf %s "$LD_PRELOAD"')
+  [ "$out" = "$libs/$so" ] || bad "hakmem $opt: LD_PRELOAD='$out'"
+  tested=$((tested + 1))
+done
+[ $tested -gt 0 ] || bad "no variant built"
+
+# An existing preload is kept, after hakmem's (a real library, so ld.so
+# has nothing to complain about).
+other=$(find "$b/tests/integration/.libs" -name 'early_ctor_lib.so' 2>/dev/null | head -1)
+[ -n "$other" ] || other=$libs/libhakmem.so.0
+out=$(LD_PRELOAD=$other $l sh -c 'printf %s "$LD_PRELOAD"')
+[ "$out" = "$libs/libhakmem.so.0 $other" ] || bad "existing LD_PRELOAD: '$out' (want ours, then '$other')"
+
+out=$(env -u HAKMEM_SS_OS_STATS $l --stats sh -c 'printf %s "$HAKMEM_SS_OS_STATS"' 2>/dev/null)
+[ "$out" = 1 ] || bad "--stats: HAKMEM_SS_OS_STATS='$out'"
+out=$(HAKMEM_CONF=old $l --conf 'verbose:0' sh -c 'printf %s "$HAKMEM_CONF"' 2>/dev/null)
+[ "$out" = "verbose:0" ] || bad "--conf: HAKMEM_CONF='$out'"
+out=$($l --conf=a:1 -- sh -c 'printf %s "$HAKMEM_CONF"' 2>/dev/null)
+[ "$out" = "a:1" ] || bad "--conf=: HAKMEM_CONF='$out'"
+out=$(env -u HAKMEM_CONF $l sh -c 'printf %s "${HAKMEM_CONF-unset}"' 2>/dev/null)
+[ "$out" = unset ] || bad "HAKMEM_CONF set without --conf: '$out'"
+
+$l sh -c 'exit 7'; rc=$?
+[ $rc -eq 7 ] || bad "the command's exit status 7 came back as $rc"
+$l "$tmp/no-such-command" 2>/dev/null; rc=$?
+[ $rc -eq 127 ] || bad "a missing command: exit $rc (want 127)"
+
+[ $fail -eq 0 ] && echo "launcher: options, preload of each built variant, environment, exit status: ok"
+exit $fail

@@ -12,6 +12,7 @@
 #                            anything.
 #
 # Per-program environment: st_model_* run the model once (its short run);
+# st_helpers_* choose their own (background thread, no purge delay);
 # t_threads_* and t_fork_* are the integration tests, told their variant
 # (HAKMEM_TEST_VARIANT) and with no library to check for (they are linked,
 # not preloaded). *_lean programs run LEAN on, budget 0, DONTNEED.

@@ -388,7 +388,11 @@ void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner)
         b->link = hk_link_encode(b, t, HK_TF_LIST(old));
         uintptr_t count = (uintptr_t)HK_TF_COUNT(old) + 1;
         uintptr_t nw = (uintptr_t)b | count << HK_TF_COUNT_SHIFT | (st == HK_TF_FULL ? HK_TF_NOTIFYING : st);
-        if (atomic_compare_exchange_weak_explicit(&slab->thread_free, &old, nw, memory_order_release,
+        /* Acquire too: the FULL we may see was set by a helper (re-arming
+         * a parked slab in heap_drain_notifications) after it read
+         * slab->remote_next; our write of remote_next below must come after
+         * that read. */
+        if (atomic_compare_exchange_weak_explicit(&slab->thread_free, &old, nw, memory_order_acq_rel,
                                                   memory_order_relaxed))
             break;
     }

@@ -27,7 +27,7 @@ void hk_os_registry_set(uintptr_t base, size_t size, unsigned kind)
         /* A large mapping may share a chunk with another large mapping, never
          * with a superslab (superslabs fill whole chunks): a LARGE mark is
          * only a hint, so it is never downgraded to NONE here. */
-        if (kind == HK_REG_NONE && g_hk_reg_map[i] == HK_REG_LARGE)
+        if (kind == HK_REG_NONE && __atomic_load_n(&g_hk_reg_map[i], __ATOMIC_RELAXED) == HK_REG_LARGE)
             continue;
         __atomic_store_n(&g_hk_reg_map[i], (uint8_t)kind, __ATOMIC_RELEASE);
     }
@@ -40,7 +40,7 @@ bool hk_os_registry_covers_superslabs(uintptr_t base, size_t size)
     uintptr_t first = base >> HK_SS_SHIFT;
     uintptr_t last = (base + size - 1) >> HK_SS_SHIFT;
     for (uintptr_t i = first; i <= last; i++) {
-        if (i >= g_hk_reg_limit || g_hk_reg_map[i] != HK_REG_SUPERSLAB)
+        if (i >= g_hk_reg_limit || __atomic_load_n(&g_hk_reg_map[i], __ATOMIC_RELAXED) != HK_REG_SUPERSLAB)
             return false;
     }
     return true;

@@ -27,7 +27,7 @@ distdir=${distdir:?run through make check-deb}
 version=${PACKAGE_VERSION:?run through make check-deb}
 pkgs="libhakmem0 libhakmem-lean0 libhakmem-debug0 libhakmem-dev hakmem-tools"
 
-skip() { echo "SKIP: $*"; exit 77; }
+skip() { echo "check-deb: SKIP: $*"; exit 77; }
 [ "$(id -u)" = 0 ] || skip "check-deb installs packages with dpkg -i: run it as root"
 for t in dpkg-buildpackage dpkg-checkbuilddeps dpkg lintian pkg-config cc; do
   command -v $t >/dev/null 2>&1 || skip "$t not found (Debian: apt-get install dpkg-dev debhelper lintian pkg-config gcc)"

@@ -170,10 +170,12 @@ for opt in "" --lean --debug; do
   [ -f "$lib" ] || bad "hakmem --which $opt: $lib does not exist"
 done
 out=$(hakmem --version); [ "$out" = "hakmem $version" ] || bad "hakmem --version: $out"
-# The packages are built with the counters: --stats prints them at exit.
+# The packages are built with the counters: --stats prints the statistics
+# at exit (the human form), counters included.
 out=$(hakmem --stats -- "$work/dlprobe" 2>&1 >/dev/null)
 case $out in
-  *"hakmem: stat mmap_calls "*) echo "hakmem --stats: $(echo "$out" | grep -c 'hakmem: stat ') counters printed at exit" ;;
+  *"counters built in"*"gauges:"*"counters:"*"mmap_calls "*)
+    echo "hakmem --stats: statistics printed at exit, $(echo "$out" | sed -n '/^counters:/,$p' | grep -c '^  ') counters" ;;
   *) bad "hakmem --stats printed no counters: $out" ;;
 esac
 if command -v c++ >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 /* heap_box: per-thread heaps, size-class slabs, small malloc/free.
  *
- * Each thread has a heap: for every size class a list of slabs with free
- * blocks (the head is where malloc pops from). A slab belongs to the heap
+ * Each thread has a heap: for every size class a list of slabs (the head
+ * is where malloc pops from; a head that runs dry goes to the back, and is
+ * parked off the list if it comes round still dry). A slab belongs to the heap
  * that owns its superslab. The owner allocates from and frees into the
  * slab's `free` list with no atomics. Any other thread frees into the slab's
  * `thread_free` with one CAS; a slab the owner parked as full tells the

@@ -10,7 +10,11 @@
  *    map memory again for them;
  *  - a second free of a block is reported (the debug build aborts; here it
  *    is one line and the block stays free once);
- *  - after everything is freed, malloc_trim gives the slabs back.
+ *  - after everything is freed, malloc_trim gives the slabs back;
+ *  - a steady random pattern's footprint (the pages its slabs have carved)
+ *    follows the peaks of live blocks of its classes, by a margin that
+ *    does not grow: no slab carves fresh blocks while another slab of its
+ *    class has free ones.
  */
 #include "unit_common.h"
 #include <pthread.h>
@@ -123,6 +127,72 @@ START_TEST(trim_gives_slabs_back)
 }
 END_TEST
 
+/* The soak's shape (bench/bench_soak.c, small sizes only): a working set
+ * of SLOTS slots, xorshift32, a full slot freed, an empty one filled with
+ * 16..1039 bytes. Deterministic: a fixed seed, one thread, and nothing in
+ * it depends on the clock within a few seconds (the purge delay is
+ * longer). */
+enum { SLOTS = 16384 };
+static void *slot[SLOTS];
+static uint8_t slot_cls[SLOTS];
+static int64_t cls_live[HK_NUM_CLASSES], cls_peak[HK_NUM_CLASSES];
+
+static void steady_run(uint32_t *x, uint64_t ops)
+{
+    for (uint64_t i = 0; i < ops; i++) {
+        uint32_t r = *x;
+        r ^= r << 13;
+        r ^= r >> 17;
+        r ^= r << 5;
+        *x = r;
+        uint32_t k = r % SLOTS;
+        if (slot[k]) {
+            hk_small_free(slot[k]);
+            slot[k] = NULL;
+            cls_live[slot_cls[k]]--;
+        } else {
+            unsigned cls = hk_size_to_class(16 + (r & 0x3FF));
+            slot[k] = hk_alloc_class(cls);
+            if (!slot[k]) /* (no ck_assert in the loop: each one writes to Check's pipe) */
+                ck_abort_msg("out of memory after %llu operations", (unsigned long long)i);
+            slot_cls[k] = (uint8_t)cls;
+            if (++cls_live[cls] > cls_peak[cls])
+                cls_peak[cls] = cls_live[cls];
+        }
+    }
+}
+
+/* Pages carved by the slabs in use, less the bytes the classes' peaks
+ * needed. */
+static int64_t steady_margin(void)
+{
+    struct hakmem_stats st;
+    ck_assert_int_eq(hakmem_stats_get(&st, sizeof st), 0);
+    int64_t need = 0;
+    for (unsigned c = 0; c < HK_NUM_CLASSES; c++)
+        need += cls_peak[c] * (int64_t)hk_class_size(c);
+    return (int64_t)st.bytes_active - (int64_t)st.large_live_bytes - need;
+}
+
+START_TEST(steady_footprint_follows_class_peaks)
+{
+    uint32_t x = 1234567;
+    /* The peaks themselves still rise now and then (a class reaches a new
+     * high of live blocks): that is the program's demand. What the heap
+     * adds on top must not. Carving on a slab while others of the class
+     * had free blocks added 34 KiB between these two points. */
+    steady_run(&x, 2000000);
+    int64_t warm = steady_margin();
+    steady_run(&x, 28000000);
+    int64_t end = steady_margin();
+    ck_assert_msg(end <= warm + 16 * 1024, "footprint beyond the class peaks grew: %lld -> %lld KiB",
+                  (long long)(warm >> 10), (long long)(end >> 10));
+    for (int k = 0; k < SLOTS; k++)
+        if (slot[k])
+            hk_small_free(slot[k]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("heap");
@@ -133,6 +203,7 @@ int main(void)
     tcase_add_test(tc, remote_frees_come_back);
     tcase_add_test(tc, double_free_is_reported_once);
     tcase_add_test(tc, trim_gives_slabs_back);
+    tcase_add_test(tc, steady_footprint_follows_class_peaks);
     suite_add_tcase(s, tc);
     return hk_unit_run(s);
 }

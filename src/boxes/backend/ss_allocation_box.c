@@ -35,6 +35,7 @@ static void ss_init_header(hk_superslab_t *ss)
     ss->state = HK_SS_CACHED;
     ss->decommitted_slabs = 0;
     ss->pending_decommit = 0;
+    ss->touched_mask = 0;
     ss->next = ss->prev = NULL;
     for (int i = 0; i < HK_SLABS_PER_SS; i++) {
         hk_slab_t *s = &ss->slabs[i];
@@ -179,6 +180,7 @@ static void superslab_release(hk_superslab_t *ss)
         for (int i = 1; i < HK_SLABS_PER_SS; i++)
             ss->slabs[i].decommitted = 0;
         ss->decommitted_slabs = 0;
+        ss->touched_mask = 0;
         HK_STAT_INC(lean_retire);
         HK_GAUGE_ADD(bytes_committed, -still);
         pthread_mutex_lock(&g_cache_lock);
@@ -292,6 +294,7 @@ int superslab_prewarm_one(void)
      * touched, so it is not made resident. */
     hk_os_populate(ss, HK_PAGE_SIZE * 2);
     hk_os_populate((uint8_t *)ss + HK_SLAB_SIZE, HK_SS_SIZE - HK_SLAB_SIZE);
+    ss->touched_mask = HK_SS_ALL_SLABS_FREE;
     cache_push(ss);
     return 0;
 }

@@ -80,7 +80,10 @@ typedef struct hk_superslab {
     uint32_t pending_since_ms;        /* when the first of them started waiting */
     int64_t cached_since_ms;          /* on the cache: since when (the purge delay) */
     int64_t slab_idle_ms;             /* when a slab last became unused (the purge delay) */
-    uint8_t pad1[128 - 72];
+    uint32_t touched_mask;            /* bit i: slab i served a class since its pages were
+                                         last given back, so they may be resident: a new
+                                         slab goes there first (no fresh pages touched) */
+    uint8_t pad1[128 - 76];
     hk_slab_t slabs[HK_SLABS_PER_SS]; /* slabs[0] is never used */
 } hk_superslab_t;
 

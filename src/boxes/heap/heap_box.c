@@ -34,6 +34,9 @@ uintptr_t g_hk_key[2];
 /* Notifications an owner may leave undrained before the thread that sends
  * the next one drains them for it (an owner that stopped allocating). */
 #define HK_HELP_AFTER 16
+/* Slabs of its class list a dry head looks through for free blocks before
+ * it carves fresh ones. */
+#define HK_FREE_SEARCH 8
 /* Abandoned superslabs a heap adopts at most while it looks for a slab. */
 #define HK_ADOPT_PER_SLAB 8
 
@@ -516,6 +519,7 @@ static void slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
         if (config_lean)
             ss_release_policy_note_reuse(HK_SLAB_SIZE);
     }
+    ss->touched_mask |= 1u << s->index;
     s->free = NULL;
     hk_slab_used_set(s, 0);
     s->parked = 0;
@@ -529,6 +533,9 @@ static void slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
     /* Publish div_magic last: from here on frees into the slab are accepted. */
     __atomic_store_n(&s->div_magic, hk_div_magic(bs), __ATOMIC_RELEASE);
 }
+
+/* Bits first .. first + n - 1. */
+static inline uint32_t m_run(unsigned first, unsigned n) { return ((n < 32 ? (1u << n) : 0u) - 1u) << first; }
 
 /* LEAN: give back the pages of every unused slab of the superslab that
  * still has them (the pending ones and any other unused one), one madvise
@@ -547,10 +554,11 @@ static void slab_give_back_unused(hk_superslab_t *ss, int (*give_back)(void *ptr
         if (give_back((uint8_t *)ss + ((size_t)first << HK_SLAB_SHIFT), (size_t)n << HK_SLAB_SHIFT) == 0) {
             for (unsigned i = first; i < first + n; i++)
                 ss->slabs[i].decommitted = 1;
+            ss->touched_mask &= ~m_run(first, n);
             ss->decommitted_slabs += n;
             HK_GAUGE_ADD(bytes_committed, -(int64_t)((size_t)n << HK_SLAB_SHIFT));
         }
-        m &= ~(((n < 32 ? (1u << n) : 0u) - 1u) << first);
+        m &= ~m_run(first, n);
     }
 }
 
@@ -771,12 +779,6 @@ static bool slab_carve(hk_slab_t *s, hk_superslab_t *ss)
     return true;
 }
 
-/* Give the slab's free list some blocks; false if it has none at all. */
-static bool slab_refill(hk_slab_t *s, hk_superslab_t *ss)
-{
-    return slab_take_remote(s) || slab_carve(s, ss);
-}
-
 /* Park an exhausted slab off its class list. Returns false (and leaves it on
  * the list) if remote frees arrived in the meantime. */
 static bool slab_park(hk_heap_t *h, hk_slab_t *s)
@@ -865,10 +867,21 @@ static bool heap_adopt_on_free(hk_superslab_t *ss, hk_block_t *b)
  * else an adopted or new superslab. NULL when out of memory. */
 static hk_slab_t *heap_new_slab(hk_heap_t *h, unsigned cls)
 {
+    /* An unused slab whose pages are still resident first (it served a
+     * class before and was not given back): a slab in a fresh place would
+     * touch new pages while the old ones stay resident, and a steady
+     * program whose slabs come and go would grow until every slab of its
+     * superslabs had been touched once. The superslabs with unused slabs
+     * come first on the list. */
+    hk_superslab_t *ss = h->ss_list;
+    for (hk_superslab_t *t = ss; t && t->free_mask; t = t->next)
+        if (t->free_mask & t->touched_mask) {
+            ss = t;
+            break;
+        }
     /* No unused slab of our own: abandoned superslabs first (a few, each
      * with its unused slabs and partly free slabs of every class), then a
      * new one. */
-    hk_superslab_t *ss = h->ss_list;
     for (int n = 0; n < HK_ADOPT_PER_SLAB && (!ss || ss->free_mask == 0); n++) {
         hk_superslab_t *adopted = superslab_adopt();
         if (!adopted)
@@ -887,7 +900,8 @@ static hk_slab_t *heap_new_slab(hk_heap_t *h, unsigned cls)
         h->empty_ss++;
         ss_list_push_front(h, ss);
     }
-    unsigned idx = (unsigned)__builtin_ctz(ss->free_mask);
+    uint32_t warm = ss->free_mask & ss->touched_mask;
+    unsigned idx = (unsigned)__builtin_ctz(warm ? warm : ss->free_mask);
     HK_ASSERT(idx >= 1 && idx < (unsigned)HK_SLABS_PER_SS);
     ss->free_mask &= ~(1u << idx);
     if (ss->used_slabs++ == 0) {
@@ -915,7 +929,23 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
                 return NULL;
         }
         hk_superslab_t *ss = hk_ss_of(s);
-        if (s->free || slab_refill(s, ss)) {
+        if (!s->free && !slab_take_remote(s) && s->reserved < s->capacity) {
+            /* Before carving fresh blocks (and touching a fresh page),
+             * a slab further down the list that has free blocks takes
+             * over: else each slab that happens to be at the head when its
+             * neighbour is dry too would carve, until every slab of the
+             * class was carved whole, and a steady program's pages would
+             * creep up to that. */
+            hk_slab_t *w = s->next;
+            for (int n = 0; w && !w->free && n < HK_FREE_SEARCH; n++)
+                w = w->next;
+            if (w && w->free) {
+                class_list_remove(heap, w);
+                class_list_push_front(heap, w);
+                return hk_slab_pop(w, w->free);
+            }
+        }
+        if (s->free || slab_carve(s, ss)) {
             HK_ASSERT(hk_slab_used(s) < (int32_t)s->capacity);
             return hk_slab_pop(s, s->free);
         }

@@ -68,13 +68,20 @@ bool ss_release_keep_at(ss_release_state_t *st, int64_t now_ms, int64_t target_b
                         int64_t committed)
 {
     int64_t bonus = ss_release_bonus_at(st, now_ms);
-    if (cached < SS_RELEASE_CACHE_BASE && committed <= target_bytes)
+    /* A program that was over budget a moment ago is shrinking: the
+     * target does not hold its last empty superslab back (a burst freed
+     * at once goes back whole). */
+    int64_t shrink = atomic_load_explicit(&st->shrink_ms, memory_order_relaxed);
+    bool shrinking = shrink && now_ms - shrink < SS_RELEASE_SHRINK_MS;
+    if (!shrinking && cached < SS_RELEASE_CACHE_BASE && committed <= target_bytes)
         return true;
     if (bonus && cached < SS_RELEASE_CACHE_BASE + bonus / (int64_t)HK_SS_SIZE &&
         committed <= target_bytes + bonus) {
         bonus_in_use(st, now_ms);
         return true;
     }
+    if (committed > target_bytes + bonus)
+        atomic_store_explicit(&st->shrink_ms, now_ms, memory_order_relaxed);
     return false;
 }
 

@@ -18,6 +18,11 @@
 #  - in the lean and debug columns, LEAN on at its default budget with the
 #    background thread: back within 4 MiB (the budget's share too) within
 #    the delay + 1 s.
+#  - in the lean column, LEAN on at its default budget, no background
+#    thread, FREE and DONTNEED: right after the burst is freed, Rss -
+#    LazyFree within 2 MiB of its level before (a program that was over
+#    budget a moment ago is shrinking: the budget keeps no empty superslab
+#    and no large range for it).
 # The budget is LEAN's (the column's TARGET_MB) when LEAN is on, else 0.
 set -u
 prog="${abs_top_builddir:-.}/tests/integration/hk_burst"
@@ -67,6 +72,18 @@ case "$column" in
       echo "FAIL: LEAN: Rss - LazyFree still $(val idle_kb) KiB after 2000 ms, bound $(( $(val base_kb) + 4096 )) KiB"
       fail=1
     fi ;;
+esac
+case "$column" in
+  lean)
+    for mode in FREE DONTNEED; do
+      out=$(HAKMEM_SS_MEM_LEAN=1 HAKMEM_SS_MEM_LEAN_DECOMMIT=$mode "$prog" 0 2048 2>&1); rc=$?
+      echo "LEAN $mode, budget 10 MiB, right after the free: $out"
+      [ $rc = 0 ] || { echo "FAIL: hk_burst exited $rc"; exit 1; }
+      if [ "$(val reached_ms)" -lt 0 ]; then
+        echo "FAIL: LEAN $mode: Rss - LazyFree $(val idle_kb) KiB right after the free, bound $(( $(val base_kb) + 2048 )) KiB"
+        fail=1
+      fi
+    done ;;
 esac
 
 bgfork="${abs_top_builddir:-.}/tests/integration/hk_bgfork"

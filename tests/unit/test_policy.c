@@ -127,6 +127,9 @@ START_TEST(shrink_releases_last_superslab)
     ck_assert(!ss_release_keep_at(&st, t + 5, 10 * MIB, 0, 4 * MIB)); /* under, but shrinking */
     ck_assert(!ss_release_keep_at(&st, t + SS_RELEASE_SHRINK_MS - 1, 10 * MIB, 0, 4 * MIB));
     ck_assert(ss_release_keep_at(&st, t + SS_RELEASE_SHRINK_MS, 10 * MIB, 0, 4 * MIB));
+    /* the same window caps the large-block cache at the bonus */
+    ck_assert(ss_release_shrinking_at(&st, t + SS_RELEASE_SHRINK_MS - 1));
+    ck_assert(!ss_release_shrinking_at(&st, t + SS_RELEASE_SHRINK_MS));
     /* Over the target only by what the bonus allows: not a shrink. */
     ss_release_state_t loop = {0};
     ss_release_reuse_at(&loop, t, 16 * MIB); /* bonus 32 MiB */

@@ -163,8 +163,15 @@ unsigned ss_release_heap_keep_empty(void);
 /* The byte limit of the large-block cache, given the configured one
  * (HAKMEM_LARGE_CACHE_MB): LEAN (giving back) caps it at the budget, target
  * plus bonus, so freed large blocks do not outlive it, while a program
- * that frees and re-allocates big buffers in a loop earns the cache back. */
+ * that frees and re-allocates big buffers in a loop earns the cache back.
+ * Within SS_RELEASE_SHRINK_MS of a release over budget, the bonus alone. */
 size_t ss_release_large_cache_limit(size_t configured);
+/* The large-block cache gave ranges back to stay within that limit: if
+ * the limit was LEAN's budget (below the configured one), the program is
+ * over budget and shrinking, as for a superslab released over budget. */
+void ss_release_large_over_limit(size_t configured);
+/* Within SS_RELEASE_SHRINK_MS of a release over budget at now_ms? */
+bool ss_release_shrinking_at(ss_release_state_t *st, int64_t now_ms);
 /* Current extra budget from bounces, in bytes (for tests). */
 int64_t ss_release_policy_bonus(void);
 /* The effective purge delay, ms (-1 never, 0 at once). */

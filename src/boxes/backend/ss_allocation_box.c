@@ -16,8 +16,8 @@ _Static_assert(sizeof(hk_superslab_t) == HK_PAGE_SIZE, "the metadata is one page
 _Static_assert(offsetof(hk_superslab_t, slab_idle_ms) + sizeof(int64_t) <= sizeof(hk_slab_t),
                "the header fits in slabs[0]");
 _Static_assert(offsetof(hk_superslab_t, zero_div_magic) == offsetof(hk_slab_t, div_magic) &&
-                   offsetof(hk_superslab_t, zero_carved_end) == offsetof(hk_slab_t, carved_end),
-               "slabs[0] refuses every free: its div_magic and carved_end read 0");
+                   offsetof(hk_superslab_t, zero_carved_limit) == offsetof(hk_slab_t, carved_limit),
+               "slabs[0] refuses every free: its div_magic and carved_limit read 0");
 
 /* Empty superslabs kept committed for reuse. A plain mutex: this is the slow
  * path, reached once per 2 MiB, and never with a syscall inside. */
@@ -42,7 +42,7 @@ static void ss_init_header(hk_superslab_t *ss)
     ss->pending_decommit = 0;
     ss->next = ss->prev = NULL;
     ss->zero_div_magic = 0;
-    ss->zero_carved_end = 0;
+    ss->zero_carved_limit = 0;
     for (int i = 1; i < HK_SLABS_PER_SS; i++) { /* slabs[0] is the header */
         hk_slab_t *s = &ss->slabs[i];
         memset(s, 0, sizeof *s);

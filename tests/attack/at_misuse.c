@@ -16,7 +16,9 @@
  *            64-byte block, a stack address, a global, and a block carved
  *            but never handed out (p = malloc(16); free(p+16): it may be
  *            called an invalid or a double free, but must not be taken);
- *   realloc  p = malloc(n); free(p); realloc(p, n + 8) at several sizes.
+ *   realloc  p = malloc(n); free(p); realloc(p, n + 8) at several sizes,
+ *            and of large blocks (40000 and 1 MiB growing, 40000 shrinking
+ *            to 100 bytes).
  */
 #include "at_common.h"
 
@@ -238,7 +240,10 @@ int main(int argc, char **argv)
     at_add(inv, AT_MISUSE, "if_carved");
     kinds(inv, "invalid free", "double free");
 
-    static const size_t rsz[][2] = {{40, 48}, {16, 24}, {256, 264}, {4096, 4104}};
+    /* Large blocks too: growing (in place into the cache, or by a copy),
+     * and shrinking to a size a class serves. */
+    static const size_t rsz[][2] = {{40, 48},          {16, 24},           {256, 264}, {4096, 4104},
+                                    {40000, 60000},    {1048576, 1572864}, {40000, 100}};
     for (size_t i = 0; i < sizeof rsz / sizeof rsz[0]; i++) {
         at_add(rf, AT_MISUSE, "rf:%zu:%zu", rsz[i][0], rsz[i][1]);
         kinds(rf, "realloc after free", "double free");

@@ -16,18 +16,27 @@
 /* size > 0; align a power of two (0 or <= page: page-aligned). zero: the
  * first `size` bytes must read as zero. NULL + ENOMEM on failure. */
 void *hk_large_alloc(size_t size, size_t align, bool zero);
+/* A block of size bytes (page-aligned) that is expected to grow: placed
+ * with free cached pages behind it where the cache has them, so that
+ * hk_large_realloc grows it in place. NULL + ENOMEM on failure. */
+void *hk_large_alloc_growing(size_t size);
 /* Free a large block: HK_LARGE_FREED, HK_LARGE_NOT_OURS, or
  * HK_LARGE_ALREADY_FREE (p is a large block freed before and still cached:
  * a double free). */
 enum { HK_LARGE_FREED = 0, HK_LARGE_NOT_OURS = 1, HK_LARGE_ALREADY_FREE = 2 };
 int hk_large_free(void *p);
+/* Is p a large block freed before (cached, or recently given back)? For
+ * the diagnosis of a realloc after free. */
+bool hk_large_was_freed(const void *p);
 /* Usable size of a live large block; 0 if p is not one. */
 size_t hk_large_usable(const void *p);
 /* Resize a live large block (new_size > 0) in place, from the cache or with
  * mremap. Returns the block (maybe moved), or NULL when it cannot (p is then
- * untouched and the caller allocates, copies and frees). *found = false if
- * p is not a large block. */
-void *hk_large_realloc(void *p, size_t new_size, bool *found);
+ * untouched and the caller allocates, copies and frees; a new_size of
+ * HK_SMALL_MAX or less that does not fit in place always comes back NULL,
+ * for a size class to take it). *usable: p's usable size before the call,
+ * 0 if p is not a live large block (one lookup answers both). */
+void *hk_large_realloc(void *p, size_t new_size, size_t *usable);
 /* Bytes of live large blocks (their mappings), for mallinfo. */
 size_t hk_large_live_bytes(void);
 /* The purge delay: unmap the cached ranges unused for it at now_ms, if a

@@ -515,11 +515,7 @@ int hk_large_free(void *p)
 void *hk_large_realloc(void *p, size_t new_size, size_t *usable)
 {
     size_t need = hk_align_up(new_size, HK_PAGE_SIZE);
-    /* Room in the table for a new place in the cache, should the block
-     * move there (without it, the block may still grow in place). */
-    bool room = table_reserve_locked();
-    if (!room)
-        pthread_mutex_lock(&g_large_lock);
+    pthread_mutex_lock(&g_large_lock);
     hk_large_entry_t *e = table_find((uintptr_t)p);
     if (!e) {
         pthread_mutex_unlock(&g_large_lock);
@@ -566,6 +562,10 @@ void *hk_large_realloc(void *p, size_t new_size, size_t *usable)
          * new place has cached pages behind it where it can, so the next
          * growth happens in place. p stays in the table, live, until the
          * copy is done; the new block is nobody's until it is returned. */
+        /* The new place needs room in the table (as table_reserve_locked
+         * keeps it); the table grows at the next allocation, mremap
+         * serves this one. */
+        bool room = (g_table_live + g_table_moving + 1) * 2 <= g_table_cap;
         uintptr_t q = room && need <= HK_LARGE_COPY_MAX ? cache_alloc_locked(need, HK_PAGE_SIZE, true) : 0;
         if (q) {
             pthread_mutex_unlock(&g_large_lock);

@@ -32,7 +32,15 @@
  *         allocate them, into ranges other threads freed. Every byte is
  *         checked at every step (its value depends on its offset only);
  *         large_live is 0 at the end.
- * All: nothing on stderr (every free accepted silently). Modes: FAST, with
+ * reuse   An 8 MiB block is freed, then 16 MiB of 16 KiB blocks are
+ *         allocated: with the large-block cache on (FAST), the superslabs
+ *         they need are built in the cached range (resident pages) instead
+ *         of fresh mappings, so some of them lie in it. Every block keeps
+ *         its stamp; a second free of the big block is diagnosed, not
+ *         taken; large_live and large_cached come back as expected.
+ * All but reuse: nothing on stderr (every free accepted silently); reuse:
+ * exactly one diagnosis, then the program goes on (the debug library
+ * aborts in that free). Modes: FAST, with
  * and without the large-block cache (HAKMEM_LARGE_CACHE_MB=0: every free
  * unmaps, every grow is an mremap), LEAN budget 0, debug.
  */
@@ -465,11 +473,73 @@ static int sc_grow(void)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* reuse */
+
+#define RU_BIG ((size_t)8 << 20)
+#define RU_SMALL 16384
+#define RU_N 1024
+
+static int sc_reuse(void)
+{
+    const char *cache = getenv("HAKMEM_LARGE_CACHE_MB");
+    const char *lean = getenv("HAKMEM_SS_MEM_LEAN");
+    int expect_reuse = !(cache && strcmp(cache, "0") == 0) && !(lean && strcmp(lean, "1") == 0);
+    unsigned char *big = malloc(RU_BIG);
+    if (!big)
+        vt_fail("reuse: malloc(%zu) failed", RU_BIG);
+    memset(big, 0x77, RU_BIG);
+    uintptr_t lo = (uintptr_t)big, hi = lo + RU_BIG;
+    void *volatile again = big; /* for the second free: not `big`, which is dead */
+    free(big);
+    struct hakmem_stats before;
+    vt_stats(&before);
+    void **v = vt_map(RU_N * sizeof *v);
+    long inside = 0;
+    for (int i = 0; i < RU_N; i++) {
+        v[i] = malloc(RU_SMALL);
+        if (!v[i])
+            vt_fail("reuse: malloc(%d) failed", RU_SMALL);
+        vt_stamp(v[i], RU_SMALL, (unsigned)i);
+        inside += (uintptr_t)v[i] >= lo && (uintptr_t)v[i] < hi;
+    }
+    vt_report("inside", "%ld", inside); /* (without the cache too: the kernel maps there again) */
+    struct hakmem_stats mid;
+    vt_stats(&mid);
+    vt_report("cache_taken", "%lld", (long long)before.large_cached_bytes - (long long)mid.large_cached_bytes);
+    if (expect_reuse && (inside == 0 || mid.large_cached_bytes + (2u << 20) > before.large_cached_bytes))
+        vt_fail("reuse: the large-block cache still holds %llu bytes (%llu before the small blocks): the "
+                "superslabs were mapped afresh",
+                (unsigned long long)mid.large_cached_bytes, (unsigned long long)before.large_cached_bytes);
+    for (int i = 0; i < RU_N; i++) {
+        size_t bad = vt_check(v[i], RU_SMALL, (unsigned)i);
+        if (bad != (size_t)-1)
+            vt_fail("reuse: block %d lost byte %zu", i, bad);
+    }
+    /* The big block is long gone: freeing it again is misuse, diagnosed
+     * (a double or an invalid free, as its first page now serves), never
+     * taken: the blocks live in its range must stay intact. */
+    free(again);
+    for (int i = 0; i < RU_N; i++) {
+        size_t bad = vt_check(v[i], RU_SMALL, (unsigned)i);
+        if (bad != (size_t)-1)
+            vt_fail("reuse: block %d lost byte %zu after the second free", i, bad);
+        free(v[i]);
+    }
+    struct hakmem_stats st;
+    vt_stats(&st);
+    if (st.large_live != 0)
+        vt_fail("large_live is %llu after every large block was freed", (unsigned long long)st.large_live);
+    vt_report("after", "ok");
+    return 0;
+}
+
 static const struct vt_scenario scenarios[] = {
     {"remap", sc_remap, 0},
     {"table", sc_table, 0},
     {"moves", sc_moves, 0},
     {"grow", sc_grow, 0},
+    {"reuse", sc_reuse, 0},
     {NULL, NULL, 0},
 };
 
@@ -488,21 +558,26 @@ static const struct vt_mode all_modes[] = {
 #define NMODES (sizeof all_modes / sizeof all_modes[0])
 static struct lc_modes modes;
 
-/* Run a time-bounded scenario in mode i; print its two counts. */
-static void lg_run(int i, const char *scenario, unsigned timeout, const char *k1, const char *k2, const char *what)
+/* Run a scenario in mode i; print its two counts. misuse: it makes one
+ * deliberate misuse (lc_assert_misuse), else nothing may be said. */
+static void lg_run(int i, const char *scenario, unsigned timeout, const char *k1, const char *k2, const char *what,
+                   int misuse)
 {
     const struct vt_mode *m = modes.m[i];
     struct vt_result *r = malloc(sizeof *r);
     vt_spawn(m->variant, scenario, m->env, timeout, r);
     printf("%s %lld %s, %lld %s\n", r->desc, (long long)vt_num(r, k1, NULL), k1, (long long)vt_num(r, k2, NULL), k2);
-    lc_assert_clean(r, what);
+    if (misuse)
+        lc_assert_misuse(r, m->variant, what);
+    else
+        lc_assert_clean(r, what);
     free(r);
 }
 
 START_TEST(test_remap)
 {
     lg_run(_i, "remap", (unsigned)(vt_seconds(1.5) + 30), "reallocs", "allocs",
-           "realloc by mremap while another thread maps");
+           "realloc by mremap while another thread maps", 0);
 }
 END_TEST
 
@@ -531,7 +606,13 @@ END_TEST
 START_TEST(test_grow)
 {
     lg_run(_i, "grow", (unsigned)(vt_seconds(1.5) + 60), "steps", "moves",
-           "buffers grown by realloc in turn by several threads");
+           "buffers grown by realloc in turn by several threads", 0);
+}
+END_TEST
+
+START_TEST(test_reuse)
+{
+    lg_run(_i, "reuse", 60, "inside", "cache_taken", "superslabs built in the large-block cache", 1);
 }
 END_TEST
 
@@ -547,21 +628,20 @@ int main(int argc, char **argv)
         return VT_EXIT_SKIP;
     }
     Suite *s = suite_create("lifecycle_large");
-    TCase *tc = tcase_create("remap");
-    tcase_set_timeout(tc, vt_seconds(1.5) + 40);
-    tcase_add_loop_test(tc, test_remap, 0, modes.n);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("table");
-    tcase_set_timeout(tc, vt_seconds(1.5) + 70);
-    tcase_add_loop_test(tc, test_table, 0, modes.n);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("moves");
-    tcase_set_timeout(tc, 70);
-    tcase_add_loop_test(tc, test_moves, 0, modes.n);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("grow");
-    tcase_set_timeout(tc, vt_seconds(1.5) + 70);
-    tcase_add_loop_test(tc, test_grow, 0, modes.n);
-    suite_add_tcase(s, tc);
+    const struct {
+        const char *name;
+        const TTest *test;
+        double timeout;
+    } cases[] = {
+        {"remap", test_remap, 40}, {"table", test_table, 70}, {"moves", test_moves, 70},
+        {"grow", test_grow, 70},   {"reuse", test_reuse, 70},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        TCase *tc = tcase_create(cases[k].name);
+        /* The time-bounded ones run vt_seconds(1.5) more. */
+        tcase_set_timeout(tc, cases[k].timeout + (k == 2 || k == 4 ? 0 : vt_seconds(1.5)));
+        tcase_add_loop_test(tc, cases[k].test, 0, modes.n);
+        suite_add_tcase(s, tc);
+    }
     return lc_run_suite(s);
 }

@@ -444,6 +444,16 @@ void *hk_large_alloc(size_t size, size_t align, bool zero) { return large_alloc(
 
 void *hk_large_alloc_growing(size_t size) { return large_alloc(size, 0, false, true); }
 
+void *hk_large_cache_take_chunk(size_t size)
+{
+    uintptr_t base = 0;
+    pthread_mutex_lock(&g_large_lock);
+    if (cache_take_locked(size, size, &base))
+        HK_GAUGE_ADD(large_cached_bytes, -(int64_t)size); /* still committed: the caller's now */
+    pthread_mutex_unlock(&g_large_lock);
+    return (void *)base;
+}
+
 bool hk_large_was_freed(const void *p)
 {
     pthread_mutex_lock(&g_large_lock);

@@ -20,6 +20,12 @@ void *hk_large_alloc(size_t size, size_t align, bool zero);
  * with free cached pages behind it where the cache has them, so that
  * hk_large_realloc grows it in place. NULL + ENOMEM on failure. */
 void *hk_large_alloc_growing(size_t size);
+/* A size-aligned range of size bytes (a power of two) cut from the cache
+ * of freed blocks, for the superslab box to build a superslab in: pages
+ * already resident serve the small classes instead of fresh ones. It
+ * leaves this box for good (its bytes stay committed, counted by the
+ * taker); NULL if no cached range holds one. */
+void *hk_large_cache_take_chunk(size_t size);
 /* Free a large block: HK_LARGE_FREED, HK_LARGE_NOT_OURS, or
  * HK_LARGE_ALREADY_FREE (p is a large block freed before and still cached:
  * a double free). */

@@ -4,6 +4,7 @@
 #include "backend/ss_allocation_box.h"
 #include "base/diag_box.h"
 #include "os/ss_os_acquire_box.h"
+#include "backend/large_box.h"
 #include "os/ss_registry_box.h"
 #include "backend/ss_release_policy_box.h"
 #include "base/superslab_stats.h"
@@ -104,10 +105,28 @@ static void cache_push(hk_superslab_t *ss)
     HK_GAUGE_ADD(ss_cached, 1);
 }
 
+/* A superslab built in a range the large-block cache held: its pages are
+ * resident already (freed big buffers), so a program whose small blocks
+ * grow while its big ones shrink does not fault fresh pages in for them.
+ * The range was used: its header is cleared before it is set up. */
+static hk_superslab_t *ss_from_large_cache(void)
+{
+    hk_superslab_t *ss = hk_large_cache_take_chunk(HK_SS_SIZE);
+    if (!ss)
+        return NULL;
+    memset(ss, 0, sizeof *ss);
+    ss_init_header(ss);
+    hk_os_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
+    return ss;
+}
+
 hk_superslab_t *superslab_acquire(void)
 {
-    /* Cache first (committed), then a decommitted range, then the OS. */
+    /* Cache first (committed), then a decommitted range, then a range of
+     * the large-block cache (committed), then the OS. */
     hk_superslab_t *ss = cache_pop();
+    if (!ss)
+        ss = ss_from_large_cache();
     if (!ss)
         ss = ss_map_new();
     if (!ss)

@@ -4,7 +4,10 @@
  * pointer is recognised without reading the memory it points to), the
  * bounded cache of freed mappings (HAKMEM_LARGE_CACHE_MB, default 256):
  * a program that frees and reallocates big buffers reuses resident pages
- * instead of faulting them in again, and in-place/mremap realloc.
+ * instead of faulting them in again, and in-place/mremap realloc: a
+ * growing block that must move is placed with cached pages behind it, so
+ * it grows in place next time. Hands 2 MiB-aligned cached ranges to the
+ * superslab box on request (hk_large_cache_take_chunk).
  * Must not: call mmap directly (os box), or syscall while holding its lock. */
 #ifndef HAKMEM_LARGE_BOX_H
 #define HAKMEM_LARGE_BOX_H

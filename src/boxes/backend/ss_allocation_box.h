@@ -5,8 +5,9 @@
  * thread heap at a time (hk_superslab_t.heap), or to nobody: then it is
  * either abandoned (its thread exited with live blocks in it; any heap may
  * adopt it) or empty and cached for reuse.
- * Owns: acquiring superslabs (cache, then the OS), superslab_free(), the
- * empty-superslab cache and the abandoned list.
+ * Owns: acquiring superslabs (cache, then a range of the large-block
+ * cache, then the OS), superslab_free(), the empty-superslab cache and the
+ * abandoned list.
  * Must not: touch a heap's class lists (heap_box does), or call mmap itself
  * (the os box does). */
 #ifndef HAKMEM_SS_ALLOCATION_BOX_H

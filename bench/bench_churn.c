@@ -165,6 +165,7 @@ int main(int argc, char **argv)
         ws_[i].slots = calloc(ws, sizeof(void *));
         if (!ws_[i].slots)
             bench_die("calloc");
+        bench_touch(ws_[i].slots, ws * sizeof(void *));
     }
     for (int i = 0; i < nt; i++)
         if (pthread_create(&ws_[i].th, NULL, worker_main, &ws_[i]))

@@ -45,6 +45,19 @@ static inline double bench_now(void)
 }
 
 /* Unsigned argument argv[i], or def when absent; exits 2 on a bad value. */
+/* Write one byte of every page of the benchmark's own array (n bytes at p)
+ * before the clock starts. Some allocators clear a large calloc at once
+ * (its pages fault then, before the timed loop), others hand out fresh
+ * zero pages and the faults come when the loop first reads and writes
+ * them (two per page: the zero page, then the copy). The array is the
+ * benchmark's, not the workload's: its first touches belong to no
+ * allocator's timed work. (Every fault still counts in "Page faults".) */
+static inline void bench_touch(void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i += 4096)
+        ((volatile char *)p)[i] = 0;
+}
+
 static inline unsigned long long bench_arg(int argc, char **argv, int i,
                                            unsigned long long def)
 {

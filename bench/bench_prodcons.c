@@ -130,6 +130,7 @@ int main(int argc, char **argv)
         rings[i].buf = calloc(cap, sizeof(void *));
         if (!rings[i].buf)
             bench_die("calloc");
+        bench_touch(rings[i].buf, cap * sizeof(void *));
         prods[i].ring = &rings[i];
         prods[i].objects = objects;
         prods[i].seed = seed + (uint32_t)i * 7919u;

@@ -54,6 +54,7 @@ int main(int argc, char **argv)
     void **slots = calloc(ws, sizeof *slots);
     if (!slots)
         bench_die("calloc");
+    bench_touch(slots, ws * sizeof *slots);
 
     double t0 = bench_now();
     bench_loop(slots, cycles, ws, seed);

@@ -89,6 +89,7 @@ int main(int argc, char **argv)
     void **wheel = calloc(max_life, sizeof *wheel);
     if (!wheel)
         bench_die("calloc");
+    bench_touch(wheel, max_life * sizeof *wheel);
     uint64_t ops = 0;
     double t0 = bench_now();
     bench_loop(wheel, (uint32_t)(max_life - 1), steps, sizes, lives, seed, &ops);

@@ -129,12 +129,16 @@ class RunError(Exception):
 class Alloc:
     """An allocator under test: extra environment and/or a wrapper command."""
 
-    def __init__(self, name, env=None, wrap=None, lib=None, hakmem=False):
+    def __init__(self, name, env=None, wrap=None, lib=None, hakmem=False, only=None):
         self.name = name
         self.env = env or {}
         self.wrap = wrap or []
         self.lib = lib
         self.hakmem = hakmem
+        self.only = only  # the workloads it can run (None: every one)
+
+    def runs(self, wl):
+        return self.only is None or wl in self.only
 
     def describe(self):
         parts = ["%s=%s" % kv for kv in sorted(self.env.items())]
@@ -160,7 +164,12 @@ def find_lib(soname):
     return None
 
 
-def discover(libdir, notes):
+# bench/floor_malloc.c replaces malloc and free only, for one thread: the
+# workloads whose loop calls nothing else.
+FLOOR_WORKLOADS = ("random_mixed", "skewed")
+
+
+def discover(libdir, notes, bindir=None):
     """All allocators found, in report order."""
     found = [Alloc("glibc")]
     for name, soname in PEER_LIBS:
@@ -189,6 +198,9 @@ def discover(libdir, notes):
             found.append(Alloc("hakmem-lean-" + suffix, e, lib=lean, hakmem=True))
     if os.path.exists(debug):
         found.append(Alloc("hakmem-debug", {"LD_PRELOAD": debug}, lib=debug, hakmem=True))
+    floor = os.path.join(bindir, ".libs", "libfloor.so") if bindir else None
+    if floor and os.path.exists(floor):
+        found.append(Alloc("floor", {"LD_PRELOAD": floor}, lib=floor, only=FLOOR_WORKLOADS))
     return found
 
 
@@ -225,7 +237,7 @@ def parse_alloc_spec(spec):
 
 
 def select_allocs(args, purpose, notes):
-    found = discover(args.libdir, notes)
+    found = discover(args.libdir, notes, args.bindir)
     byname = {a.name: a for a in found}
     if args.allocs:
         if args.allocs == "all":
@@ -707,6 +719,8 @@ def cmd_run(args):
     for rep in range(1, reps + 1):
         for wl in wls:
             for a in allocs:
+                if not a.runs(wl):
+                    continue
                 try:
                     r = run_once(args, a, wl, mode, extra)
                     res.add(wl, a.name, rep, r)
@@ -718,7 +732,7 @@ def cmd_run(args):
     if args.strace and shutil.which("strace"):
         for wl in wls:
             for a in allocs:
-                if res.failed(wl, a.name):
+                if res.failed(wl, a.name) or not a.runs(wl):
                     continue
                 try:
                     res.sys[(wl, a.name)] = strace_counts(args, a, wl, mode)
@@ -731,7 +745,7 @@ def cmd_run(args):
     if "burst" in wls and args.trace:
         tool = os.path.join(args.srcdir, "tools", "rss-trace")
         for a in allocs:
-            if res.failed("burst", a.name) or a.wrap:
+            if res.failed("burst", a.name) or a.wrap or not a.runs("burst"):
                 continue
             fn = "rss_burst_%s.csv" % a.name
             cmd = [sys.executable, tool, "-q", "-i", "10", "-o", os.path.join(args.out, fn)]
@@ -762,8 +776,11 @@ def cmd_run(args):
     # CSVs
     write_csv(os.path.join(args.out, "runs.csv"), res.rawrows)
     summ = []
+    ran = {a.name: a for a in allocs}
     for wl in wls:
         for a in names:
+            if not ran[a].runs(wl):
+                continue
             row = {"workload": wl, "allocator": a, "ok": int(not res.failed(wl, a))}
             for f in ("throughput", "peak_rss_kib", "end_rss_kib", "end_lazyfree_kib",
                       "minor_faults", "time_s", "burst_before_kib", "burst_after_kib",
@@ -959,7 +976,7 @@ def cmd_instr(args):
         return 77
     allocs = select_allocs(args, "instr", notes)
     if not args.allocs:
-        allocs = [a for a in allocs if a.name in ("glibc", "mimalloc", "hakmem")
+        allocs = [a for a in allocs if a.name in ("glibc", "mimalloc", "hakmem", "floor")
                   or a.name.startswith("hakmem-lean-") and a.name != "hakmem-lean-off"]
     cycles = args.cycles or 2000000
     rows, irs, fails = [], {}, 0

@@ -122,6 +122,11 @@ START_TEST(slab_batches_settle)
     /* the 32-bit clock wraps */
     ck_assert(ss_release_settled(0xFFFFFFF0u, 0xFFFFFFF0u + SS_RELEASE_SETTLE_MS));
     ck_assert(!ss_release_settled(0xFFFFFFF0u, 0xFFFFFFF0u + 1));
+    /* A heap's start is stored as now | 1: on an even clock reading it is
+     * one millisecond ahead, and has not waited (not 2^32 - 1 ms). */
+    ck_assert(!ss_release_settled(since | 1, since & ~1u));
+    ck_assert(!ss_release_settled(0u | 1, 0u));
+    ck_assert(ss_release_settled(since | 1, (since | 1) + SS_RELEASE_SETTLE_MS));
     uint32_t batch = (1u << SS_RELEASE_SLAB_BATCH) - 1u; /* that many slabs waiting */
     ck_assert(ss_release_batch_due(batch << 1, since, since + SS_RELEASE_SETTLE_MS));
     ck_assert(!ss_release_batch_due(batch, since, since + SS_RELEASE_SETTLE_MS - 1));

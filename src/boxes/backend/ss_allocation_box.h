@@ -43,13 +43,14 @@ enum {
  * owner's; thread_free is shared with other threads (its own line). */
 typedef struct hk_slab {
     hk_block_t *free;       /* owner: blocks ready to hand out (and those it freed) */
-    hk_block_t *spare;      /* unused; keeps the layout */
+    uintptr_t carved_limit; /* address where uncarved space begins (0 while
+                               unused): every block below it was carved */
     int32_t used;           /* blocks handed out and not back on `free`, plus
                                HK_USED_PARKED while parked off the class list */
     uint32_t div_magic;     /* hk_div_magic(block_size); 0 while unused, so
                                every free into an unused slab is refused */
     uint32_t block_size;    /* 0 while unused */
-    uint32_t carved_end;    /* offset in the slab where uncarved space begins */
+    uint32_t pad0;
     uint16_t capacity;      /* blocks that fit */
     uint16_t reserved;      /* blocks carved so far (carving is lazy) */
     uint8_t cls;

@@ -86,10 +86,13 @@ static inline bool ss_release_idle_superslab(void) { return !config_debug && ss_
 /* Milliseconds; the coarse clock is a few ms fine and costs no syscall. */
 int64_t ss_release_now_ms(void);
 /* Slabs waiting since `since_ms` (low 32 bits of the clock) have waited
- * long enough at `now_ms`. */
+ * long enough at `now_ms`. The difference is signed: a heap stores its
+ * start as `now | 1` (0 means "nothing waits"), one millisecond after an
+ * even clock reading, and a start a little ahead of the clock has not
+ * waited at all (an unsigned difference would wrap to "long ago"). */
 static inline bool ss_release_settled(uint32_t since_ms, uint32_t now_ms)
 {
-    return now_ms - since_ms >= SS_RELEASE_SETTLE_MS;
+    return (int32_t)(now_ms - since_ms) >= SS_RELEASE_SETTLE_MS;
 }
 /* A superslab's waiting slabs (pending: their mask) go back now. */
 static inline bool ss_release_batch_due(uint32_t pending, uint32_t since_ms, uint32_t now_ms)

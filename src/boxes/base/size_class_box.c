@@ -11,7 +11,7 @@
 #define D16(i) D4(i), D4((i) + 4), D4((i) + 8), D4((i) + 12)
 #define D64(i) D16(i), D16((i) + 16), D16((i) + 32), D16((i) + 48)
 _Static_assert(HK_DIRECT_MAX / 16 + 1 == 129, "the direct table is written out for 2 KiB");
-const uint8_t g_hk_class_direct[HK_DIRECT_MAX / 16 + 1] = {D64(0), D64(64), D1(128)};
+const uint8_t g_hk_class_direct[HK_DIRECT_SLOTS] = {D64(0), D64(64), D1(128)};
 
 #define S1(c) HK_CLASS_SIZE(c)
 #define S4(c) S1(c), S1((c) + 1), S1((c) + 2), S1((c) + 3)

@@ -59,11 +59,15 @@ _Static_assert(HK_NUM_CLASSES <= 255, "a class fits hk_slab_t.cls (uint8_t)");
 #define HK_CLASS_TABLE_CAP 128
 _Static_assert(HK_NUM_CLASSES <= HK_CLASS_TABLE_CAP, "g_hk_class_size has room for every class");
 
-extern HK_HIDDEN const uint8_t g_hk_class_direct[HK_DIRECT_MAX / 16 + 1];
+/* Entries of the direct table: one per 16 bytes of request size. */
+#define HK_DIRECT_SLOTS (HK_DIRECT_MAX / 16 + 1)
+extern HK_HIDDEN const uint8_t g_hk_class_direct[HK_DIRECT_SLOTS];
 extern HK_HIDDEN const uint32_t g_hk_class_size[HK_CLASS_TABLE_CAP];
 
+/* The direct table's entry of a request of `size` <= HK_DIRECT_MAX bytes. */
+HK_INLINE size_t hk_size_slot(size_t size) { return (size + 15) >> 4; }
 /* Class of a request of `size` <= HK_DIRECT_MAX bytes: one load. */
-HK_INLINE unsigned hk_size_to_class_direct(size_t size) { return g_hk_class_direct[(size + 15) >> 4]; }
+HK_INLINE unsigned hk_size_to_class_direct(size_t size) { return g_hk_class_direct[hk_size_slot(size)]; }
 
 /* Class of a request of `size` bytes (size <= HK_SMALL_MAX). */
 HK_INLINE unsigned hk_size_to_class(size_t size)

@@ -47,7 +47,7 @@ HK_INLINE void *hk_api_malloc(size_t size)
     /* One compare on the hot path: sizes up to 2 KiB use the direct table
      * (the debug build's blocks carry a canary: hk_malloc_slow). */
     if (HK_LIKELY(size <= HK_DIRECT_MAX) && !config_debug)
-        return hk_alloc_class(hk_size_to_class_direct(size));
+        return hk_small_alloc_direct(size, hk_thread_start);
     return hk_malloc_slow(size);
 }
 

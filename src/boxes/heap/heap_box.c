@@ -18,12 +18,14 @@
 
 hk_slab_t g_hk_slab_empty;
 #define HK_CUR_EMPTY {[0 ... HK_NUM_CLASSES - 1] = &g_hk_slab_empty}
-hk_heap_t g_hk_heap_empty = {.cur = HK_CUR_EMPTY};
-hk_heap_t g_hk_heap_exited = {.cur = HK_CUR_EMPTY};
+#define HK_BY_SIZE_EMPTY {[0 ... HK_DIRECT_SLOTS - 1] = &g_hk_slab_empty}
+hk_heap_t g_hk_heap_empty = {.by_size = HK_BY_SIZE_EMPTY, .cur = HK_CUR_EMPTY};
+hk_heap_t g_hk_heap_exited = {.by_size = HK_BY_SIZE_EMPTY, .cur = HK_CUR_EMPTY};
 /* The heap of threads whose own heap is gone (g_hk_heap_exited): no thread
  * has it as hk_tls_heap, so it is only ever used under its lock. */
-static hk_heap_t g_shared_heap = {.cur = HK_CUR_EMPTY, .alive = 1};
+static hk_heap_t g_shared_heap = {.by_size = HK_BY_SIZE_EMPTY, .cur = HK_CUR_EMPTY, .alive = 1};
 #undef HK_CUR_EMPTY
+#undef HK_BY_SIZE_EMPTY
 
 __thread hk_heap_t *hk_tls_heap = &g_hk_heap_empty;
 uintptr_t g_hk_key[2];
@@ -92,6 +94,8 @@ static void heap_reset(hk_heap_t *h)
         h->cur[c] = &g_hk_slab_empty;
         h->tail[c] = NULL;
     }
+    for (int i = 0; i < HK_DIRECT_SLOTS; i++)
+        h->by_size[i] = &g_hk_slab_empty;
     atomic_store_explicit(&h->remote_slabs, NULL, memory_order_relaxed);
     atomic_store_explicit(&h->notified, 0, memory_order_relaxed);
     h->ss_list = NULL;
@@ -193,6 +197,19 @@ void hk_heap_fork_child(void)
 /* Class lists (owner only). A slab is either on its class list or parked
  * full (HK_USED_PARKED set in used); the list head is where malloc pops from. */
 
+/* The head of class cls is now s: in cur[] and in the entries of by_size[]
+ * whose sizes fall in the class (those of sizes in (size of cls - 1, size
+ * of cls], every class size being a multiple of 16; none above
+ * HK_DIRECT_MAX). */
+static void class_head_set(hk_heap_t *h, unsigned cls, hk_slab_t *s)
+{
+    h->cur[cls] = s;
+    size_t lo = cls ? g_hk_class_size[cls - 1] / 16 + 1 : 0;
+    size_t hi = g_hk_class_size[cls] / 16;
+    for (size_t i = lo; i <= hi && i < HK_DIRECT_SLOTS; i++)
+        h->by_size[i] = s;
+}
+
 static void class_list_push_front(hk_heap_t *h, hk_slab_t *s)
 {
     hk_slab_t *head = h->cur[s->cls];
@@ -202,7 +219,7 @@ static void class_list_push_front(hk_heap_t *h, hk_slab_t *s)
         s->next->prev = s;
     else
         h->tail[s->cls] = s;
-    h->cur[s->cls] = s;
+    class_head_set(h, s->cls, s);
 }
 
 /* Put a slab that has free blocks again just behind the head, so the head
@@ -228,7 +245,7 @@ static void class_list_remove(hk_heap_t *h, hk_slab_t *s)
     if (s->prev)
         s->prev->next = s->next;
     else
-        h->cur[s->cls] = s->next ? s->next : &g_hk_slab_empty;
+        class_head_set(h, s->cls, s->next ? s->next : &g_hk_slab_empty);
     if (s->next)
         s->next->prev = s->prev;
     else
@@ -244,7 +261,7 @@ static void class_list_head_to_tail(hk_heap_t *h, hk_slab_t *s)
 {
     HK_ASSERT(h->cur[s->cls] == s && s->next);
     hk_slab_t *tail = h->tail[s->cls];
-    h->cur[s->cls] = s->next;
+    class_head_set(h, s->cls, s->next);
     s->next->prev = NULL;
     s->prev = tail;
     s->next = NULL;
@@ -522,7 +539,7 @@ static void slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
     s->block_size = bs;
     s->capacity = (uint16_t)(HK_SLAB_SIZE / bs);
     s->reserved = 0;
-    s->carved_end = 0;
+    s->carved_limit = 0;
     s->cls = (uint8_t)cls;
     s->next = s->prev = NULL;
     atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
@@ -689,7 +706,7 @@ static void slab_clear(hk_slab_t *s)
     s->block_size = 0;
     s->capacity = 0;
     s->reserved = 0;
-    s->carved_end = 0;
+    __atomic_store_n(&s->carved_limit, 0, __ATOMIC_RELAXED);
     s->free = NULL;
     s->parked = 0;
     hk_slab_used_set(s, 0);
@@ -767,7 +784,7 @@ static bool slab_carve(hk_slab_t *s, hk_superslab_t *ss)
     }
     s->reserved = (uint16_t)(s->reserved + n);
     /* Read by other threads' frees (hk_slab_is_block_start). */
-    __atomic_store_n(&s->carved_end, (uint32_t)s->reserved * s->block_size, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->carved_limit, (uintptr_t)start + (size_t)n * s->block_size, __ATOMIC_RELEASE);
     return true;
 }
 
@@ -1176,7 +1193,7 @@ __attribute__((no_sanitize_thread)) static void census_slab(hk_slab_t *s, hk_cen
     if (used < 0)
         used = 0;
     c->allocated += (uint64_t)used * s->block_size;
-    c->active += hk_align_up(__atomic_load_n(&s->carved_end, __ATOMIC_RELAXED), HK_PAGE_SIZE);
+    c->active += hk_align_up((size_t)s->reserved * s->block_size, HK_PAGE_SIZE);
     c->slabs++;
     c->cls_blocks[s->cls] += (uint64_t)used;
     c->cls_slabs[s->cls]++;

@@ -39,6 +39,11 @@
 #include "heap/debug_box.h"
 
 typedef struct hk_heap {
+    /* The head of the class of every request size up to HK_DIRECT_MAX, by
+     * (size + 15) / 16: malloc's fast path goes from the size to the slab
+     * in one load, without the class table (kept equal to cur[] of the
+     * size's class by the owner, wherever a class list head changes). */
+    hk_slab_t *by_size[HK_DIRECT_SLOTS];
     hk_slab_t *cur[HK_NUM_CLASSES];     /* class list heads; &g_hk_slab_empty if none */
     hk_slab_t *tail[HK_NUM_CLASSES];    /* class list tails (owner only; NULL if none) */
     _Atomic(hk_slab_t *) remote_slabs;  /* slabs that got remote frees while parked full */
@@ -149,6 +154,20 @@ HK_INLINE void *hk_small_alloc(unsigned cls, hk_thread_start_t start)
     return hk_slab_pop(slab, b);
 }
 
+/* Allocate a block for a request of `size` <= HK_DIRECT_MAX bytes: the
+ * same as hk_small_alloc of its class, with the class looked up only when
+ * the slab is dry. */
+HK_INLINE void *hk_small_alloc_direct(size_t size, hk_thread_start_t start)
+{
+    size_t i = hk_size_slot(size);
+    hk_heap_t *heap = hk_tls_heap;
+    hk_slab_t *slab = heap->by_size[i];
+    hk_block_t *b = slab->free;
+    if (HK_UNLIKELY(!b))
+        return hk_heap_alloc_slow(heap, g_hk_class_direct[i], start);
+    return hk_slab_pop(slab, b);
+}
+
 enum { HK_MISUSE_INVALID = 1, HK_MISUSE_DOUBLE = 2 };
 
 /* Is p the start of a carved block of this slab? One multiply: see
@@ -159,8 +178,10 @@ HK_INLINE bool hk_slab_is_block_start(const hk_slab_t *slab, uintptr_t a)
     /* Written by the owner while other threads free into the slab. */
     uint32_t magic = __atomic_load_n(&slab->div_magic, __ATOMIC_RELAXED);
     uint32_t low = (uint32_t)((uint64_t)off * magic);
-    uint32_t carved = __atomic_load_n(&slab->carved_end, __ATOMIC_RELAXED);
-    return (low < magic) & (off < carved); /* one branch for both */
+    /* Compared as an address: a lies in this slab, so this is off < the
+     * carved bytes, without keeping off for a second use. */
+    uintptr_t limit = __atomic_load_n(&slab->carved_limit, __ATOMIC_RELAXED);
+    return (low < magic) & (a < limit);
 }
 
 /* slabs[i] is at byte offset 128 + 128 * i of the superslab; computed as

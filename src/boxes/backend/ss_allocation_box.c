@@ -4,7 +4,6 @@
 #include "backend/ss_allocation_box.h"
 #include "base/diag_box.h"
 #include "os/ss_os_acquire_box.h"
-#include "backend/large_box.h"
 #include "os/ss_registry_box.h"
 #include "backend/ss_release_policy_box.h"
 #include "base/superslab_stats.h"
@@ -109,9 +108,17 @@ static void cache_push(hk_superslab_t *ss)
  * resident already (freed big buffers), so a program whose small blocks
  * grow while its big ones shrink does not fault fresh pages in for them.
  * The range was used: its header is cleared before it is set up. */
+static _Atomic(hk_range_source_t) g_range_source;
+
+void superslab_set_range_source(hk_range_source_t take)
+{
+    atomic_store_explicit(&g_range_source, take, memory_order_relaxed);
+}
+
 static hk_superslab_t *ss_from_large_cache(void)
 {
-    hk_superslab_t *ss = hk_large_cache_take_chunk(HK_SS_SIZE);
+    hk_range_source_t take = atomic_load_explicit(&g_range_source, memory_order_relaxed);
+    hk_superslab_t *ss = take ? take(HK_SS_SIZE) : NULL;
     if (!ss)
         return NULL;
     memset(ss, 0, sizeof *ss);

@@ -104,10 +104,7 @@ static void cache_push(hk_superslab_t *ss)
     HK_GAUGE_ADD(ss_cached, 1);
 }
 
-/* A superslab built in a range the large-block cache held: its pages are
- * resident already (freed big buffers), so a program whose small blocks
- * grow while its big ones shrink does not fault fresh pages in for them.
- * The range was used: its header is cleared before it is set up. */
+/* Handed down at init (superslab_set_range_source). */
 static _Atomic(hk_range_source_t) g_range_source;
 
 void superslab_set_range_source(hk_range_source_t take)
@@ -115,6 +112,11 @@ void superslab_set_range_source(hk_range_source_t take)
     atomic_store_explicit(&g_range_source, take, memory_order_relaxed);
 }
 
+/* A superslab built in a range the large-block cache held: its pages are
+ * resident already (freed big buffers), so a program whose small blocks
+ * grow while its big ones shrink does not fault fresh pages in for them.
+ * The range was used: its header is cleared before it is set up (carving
+ * writes every block's link and tag, so the rest needs nothing). */
 static hk_superslab_t *ss_from_large_cache(void)
 {
     hk_range_source_t take = atomic_load_explicit(&g_range_source, memory_order_relaxed);

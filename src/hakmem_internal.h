@@ -3,7 +3,7 @@
  *
  * Geometry: a superslab is a 2 MiB region aligned to 2 MiB, so the superslab
  * of any small block is `ptr & ~(2 MiB - 1)`. It is cut into 32 slabs of
- * 64 KiB. Slab 0 holds the superslab header (only its first pages are ever
+ * 64 KiB. Slab 0 holds the superslab header (only its first page is ever
  * touched); slabs 1..31 each serve one size class at a time.
  */
 #ifndef HAKMEM_INTERNAL_H

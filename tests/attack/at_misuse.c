@@ -15,7 +15,9 @@
  *   invalid  free((void*)1), free(p+1) at each size, free(p+16) of a
  *            64-byte block, a stack address, a global, and a block carved
  *            but never handed out (p = malloc(16); free(p+16): it may be
- *            called an invalid or a double free, but must not be taken);
+ *            called an invalid or a double free, but must not be taken),
+ *            and addresses in the first 64 KiB of a block's 2 MiB
+ *            superslab (its metadata: never a block, left as it was);
  *   realloc  p = malloc(n); free(p); realloc(p, n + 8) at several sizes,
  *            and of large blocks (40000 and 1 MiB growing, 40000 shrinking
  *            to 100 bytes).
@@ -161,6 +163,30 @@ static int sc_if_carved(void)
     return 0;
 }
 
+/* if_header:OFFSET: an address OFFSET bytes into the 2 MiB-aligned
+ * region that holds a 64-byte block: in hakmem, the first 64 KiB of a
+ * superslab, where its metadata lies and no block ever does (the words a
+ * free of it would read there must say so). The first page, where the
+ * metadata is, must read the same after the free. */
+static unsigned char g_header_copy[4096];
+static int sc_if_header(void)
+{
+    size_t off = at_arg_size(1);
+    live_setup(64);
+    char *p = malloc(64);
+    if (!p)
+        vt_fail("malloc failed");
+    at_live_add(p, 64);
+    const unsigned char *base = (const unsigned char *)((uintptr_t)p & ~(((uintptr_t)2 << 20) - 1));
+    memcpy(g_header_copy, base, sizeof g_header_copy);
+    at_bad_free((void *)(base + off));
+    vt_report("misuse", "done");
+    if (memcmp(g_header_copy, base, sizeof g_header_copy) != 0)
+        vt_fail("free(%p) wrote into the first page of the superslab", (const void *)(base + off));
+    at_batch_check(64, 64);
+    return 0;
+}
+
 /* rf:SIZE:NEWSIZE */
 static int sc_rf(void)
 {
@@ -189,6 +215,7 @@ static const struct vt_scenario scenarios[] = {
     {"if_stack", sc_if_stack, 0},
     {"if_global", sc_if_global, 0},
     {"if_carved", sc_if_carved, 0},
+    {"if_header", sc_if_header, 0},
     {"rf", sc_rf, 0},
     {NULL, NULL, 0},
 };
@@ -239,6 +266,11 @@ int main(int argc, char **argv)
     kinds(inv, "invalid free", NULL);
     at_add(inv, AT_MISUSE, "if_carved");
     kinds(inv, "invalid free", "double free");
+    static const size_t hdr_off[] = {0, 32, 128, 4096};
+    for (size_t i = 0; i < sizeof hdr_off / sizeof hdr_off[0]; i++) {
+        at_add(inv, AT_MISUSE, "if_header:%zu", hdr_off[i]);
+        kinds(inv, "invalid free", NULL);
+    }
 
     /* Large blocks too: growing (in place into the cache, or by a copy),
      * and shrinking to a size a class serves. */

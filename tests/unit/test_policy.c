@@ -114,6 +114,37 @@ START_TEST(loop_pays_first_round_only)
 }
 END_TEST
 
+/* A burst freed at once: superslabs go back while the footprint is over
+ * the target; once it is under, the target alone would cache the last
+ * empty one, but the program was large a moment ago and is shrinking:
+ * that one goes back too. After SS_RELEASE_SHRINK_MS the target keeps
+ * one again; a loop (a bounce) keeps on the bonus's account at once. */
+START_TEST(shrink_releases_last_superslab)
+{
+    ss_release_state_t st = {0};
+    int64_t t = T0;
+    ck_assert(!ss_release_keep_at(&st, t, 10 * MIB, 0, 200 * MIB)); /* over budget */
+    ck_assert(!ss_release_keep_at(&st, t + 5, 10 * MIB, 0, 4 * MIB)); /* under, but shrinking */
+    ck_assert(!ss_release_keep_at(&st, t + SS_RELEASE_SHRINK_MS - 1, 10 * MIB, 0, 4 * MIB));
+    ck_assert(ss_release_keep_at(&st, t + SS_RELEASE_SHRINK_MS, 10 * MIB, 0, 4 * MIB));
+    /* the same window caps the large-block cache at the bonus */
+    ck_assert(ss_release_shrinking_at(&st, t + SS_RELEASE_SHRINK_MS - 1));
+    ck_assert(!ss_release_shrinking_at(&st, t + SS_RELEASE_SHRINK_MS));
+    /* Over the target only by what the bonus allows: not a shrink. */
+    ss_release_state_t loop = {0};
+    ss_release_reuse_at(&loop, t, 16 * MIB); /* bonus 32 MiB */
+    ck_assert(!ss_release_keep_at(&loop, t, 10 * MIB, 17, 20 * MIB)); /* cache full, within budget + bonus */
+    ck_assert(ss_release_keep_at(&loop, t + 1, 10 * MIB, 0, 4 * MIB));
+    /* Over even the bonus, then back under: the bonus still keeps (a loop
+     * that comes back within the window is not refused), the target no. */
+    ck_assert(!ss_release_keep_at(&loop, t + 2, 10 * MIB, 0, 43 * MIB));
+    ck_assert(ss_release_keep_at(&loop, t + 3, 10 * MIB, 5, 4 * MIB));
+    ss_release_state_t none = {0};
+    ck_assert(!ss_release_keep_at(&none, t, 10 * MIB, 0, 11 * MIB));
+    ck_assert(!ss_release_keep_at(&none, t + 1, 10 * MIB, 0, 4 * MIB));
+}
+END_TEST
+
 START_TEST(slab_batches_settle)
 {
     uint32_t since = 5000;
@@ -236,6 +267,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, bonus_in_use_does_not_decay);
     tcase_add_test(tc, bonus_is_capped);
     tcase_add_test(tc, loop_pays_first_round_only);
+    tcase_add_test(tc, shrink_releases_last_superslab);
     tcase_add_test(tc, slab_batches_settle);
     tcase_add_test(tc, lean_off_keeps_everything);
     tcase_add_test(tc, purge_due_on_fake_clock);

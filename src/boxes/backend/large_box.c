@@ -316,8 +316,10 @@ static bool cache_contains_locked(uintptr_t p)
 static bool cache_put_locked(uintptr_t base, size_t size, int64_t now, hk_cached_range_t *evict, int *nevict)
 {
     size_t limit = cache_limit();
-    if (size > limit)
+    if (size > limit) {
+        ss_release_large_over_limit((size_t)hk_opt_bytes(HK_OPT_LARGE_CACHE_MB));
         return false;
+    }
     int i = 0;
     while (i < g_cache_n && g_cache[i].base < base)
         i++;
@@ -356,6 +358,8 @@ static bool cache_put_locked(uintptr_t base, size_t size, int64_t now, hk_cached
         cache_insert_at(i, base, size, now);
     }
     g_cache_bytes += size;
+    if (g_cache_bytes > limit)
+        ss_release_large_over_limit((size_t)hk_opt_bytes(HK_OPT_LARGE_CACHE_MB));
     while (g_cache_bytes > limit && g_cache_n > 0 && *nevict < HK_LARGE_CACHE_SLOTS) {
         int big = 0;
         for (int k = 1; k < g_cache_n; k++)

@@ -12,7 +12,12 @@
 #include <string.h>
 
 _Static_assert(sizeof(hk_slab_t) == 128, "slab metadata is two cache lines");
-_Static_assert(sizeof(hk_superslab_t) <= HK_SLAB_SIZE, "header fits in slab 0");
+_Static_assert(sizeof(hk_superslab_t) == HK_PAGE_SIZE, "the metadata is one page of slab 0");
+_Static_assert(offsetof(hk_superslab_t, slab_idle_ms) + sizeof(int64_t) <= sizeof(hk_slab_t),
+               "the header fits in slabs[0]");
+_Static_assert(offsetof(hk_superslab_t, zero_div_magic) == offsetof(hk_slab_t, div_magic) &&
+                   offsetof(hk_superslab_t, zero_carved_limit) == offsetof(hk_slab_t, carved_limit),
+               "slabs[0] refuses every free: its div_magic and carved_limit read 0");
 
 /* Empty superslabs kept committed for reuse. A plain mutex: this is the slow
  * path, reached once per 2 MiB, and never with a syscall inside. */
@@ -36,7 +41,9 @@ static void ss_init_header(hk_superslab_t *ss)
     ss->decommitted_slabs = 0;
     ss->pending_decommit = 0;
     ss->next = ss->prev = NULL;
-    for (int i = 0; i < HK_SLABS_PER_SS; i++) {
+    ss->zero_div_magic = 0;
+    ss->zero_carved_limit = 0;
+    for (int i = 1; i < HK_SLABS_PER_SS; i++) { /* slabs[0] is the header */
         hk_slab_t *s = &ss->slabs[i];
         memset(s, 0, sizeof *s);
         s->index = (uint8_t)i;
@@ -318,7 +325,7 @@ int superslab_prewarm_one(void)
         return -1;
     /* Header page, then the slabs: slab 0 beyond its first page is never
      * touched, so it is not made resident. */
-    hk_os_populate(ss, HK_PAGE_SIZE * 2);
+    hk_os_populate(ss, HK_PAGE_SIZE);
     hk_os_populate((uint8_t *)ss + HK_SLAB_SIZE, HK_SS_SIZE - HK_SLAB_SIZE);
     cache_push(ss);
     return 0;

@@ -70,20 +70,32 @@ typedef enum {
     HK_SS_DECOMMITTED = 4, /* empty, pages given back, range kept for reuse */
 } hk_ss_state_t;
 
+/* The header shares its first 128 bytes with slabs[0], which is never a
+ * slab: the whole metadata then fits in one page (4096 bytes), so a
+ * superslab in use makes one page of slab 0 resident, not two, and so
+ * does every decommitted superslab kept for reuse (its header stays). The
+ * words that alias slabs[0].carved_limit and .div_magic stay 0 for good,
+ * so a free of a pointer into slab 0 is refused as it always was
+ * (hk_slab_is_block_start). */
 typedef struct hk_superslab {
-    uint64_t magic;                   /* HK_SS_MAGIC while in use; cleared on release */
-    _Atomic(struct hk_heap *) heap;   /* owner, NULL when abandoned or cached */
-    uint32_t used_slabs;              /* slabs serving a class */
-    uint32_t free_mask;               /* bit i set: slab i is unused (i >= 1) */
-    uint32_t state;                   /* hk_ss_state_t */
-    uint32_t decommitted_slabs;       /* unused slabs whose pages were given back */
-    struct hk_superslab *next, *prev; /* heap list, cache or abandoned list */
-    uint32_t pending_decommit;        /* LEAN: unused slabs waiting to be given back together */
-    uint32_t pending_since_ms;        /* when the first of them started waiting */
-    int64_t cached_since_ms;          /* on the cache: since when (the purge delay) */
-    int64_t slab_idle_ms;             /* when a slab last became unused (the purge delay) */
-    uint8_t pad1[128 - 72];
-    hk_slab_t slabs[HK_SLABS_PER_SS]; /* slabs[0] is never used */
+    union {
+        struct {
+            uint64_t magic;                   /* HK_SS_MAGIC while in use; cleared on release */
+            uintptr_t zero_carved_limit;      /* always 0: slabs[0].carved_limit */
+            uint32_t used_slabs;              /* slabs serving a class */
+            uint32_t zero_div_magic;          /* always 0: slabs[0].div_magic */
+            uint32_t state;                   /* hk_ss_state_t */
+            uint32_t free_mask;               /* bit i set: slab i is unused (i >= 1) */
+            _Atomic(struct hk_heap *) heap;   /* owner, NULL when abandoned or cached */
+            uint32_t decommitted_slabs;       /* unused slabs whose pages were given back */
+            uint32_t pending_decommit;        /* LEAN: unused slabs waiting to be given back together */
+            struct hk_superslab *next, *prev; /* heap list, cache or abandoned list */
+            uint32_t pending_since_ms;        /* when the first of them started waiting */
+            int64_t cached_since_ms;          /* on the cache: since when (the purge delay) */
+            int64_t slab_idle_ms;             /* when a slab last became unused (the purge delay) */
+        };
+        hk_slab_t slabs[HK_SLABS_PER_SS]; /* slabs[0] is the header above, never a slab */
+    };
 } hk_superslab_t;
 
 #define HK_SS_ALL_SLABS_FREE 0xFFFFFFFEu

@@ -64,17 +64,28 @@ static void bonus_in_use(ss_release_state_t *st, int64_t now_ms)
     atomic_store_explicit(&st->last_use_ms, now_ms, memory_order_relaxed);
 }
 
+bool ss_release_shrinking_at(ss_release_state_t *st, int64_t now_ms)
+{
+    int64_t shrink = atomic_load_explicit(&st->shrink_ms, memory_order_relaxed);
+    return shrink && now_ms - shrink < SS_RELEASE_SHRINK_MS;
+}
+
 bool ss_release_keep_at(ss_release_state_t *st, int64_t now_ms, int64_t target_bytes, int64_t cached,
                         int64_t committed)
 {
     int64_t bonus = ss_release_bonus_at(st, now_ms);
-    if (cached < SS_RELEASE_CACHE_BASE && committed <= target_bytes)
+    /* A program that was over budget a moment ago is shrinking: the
+     * target does not hold its last empty superslab back (a burst freed
+     * at once goes back whole). */
+    if (!ss_release_shrinking_at(st, now_ms) && cached < SS_RELEASE_CACHE_BASE && committed <= target_bytes)
         return true;
     if (bonus && cached < SS_RELEASE_CACHE_BASE + bonus / (int64_t)HK_SS_SIZE &&
         committed <= target_bytes + bonus) {
         bonus_in_use(st, now_ms);
         return true;
     }
+    if (committed > target_bytes + bonus)
+        atomic_store_explicit(&st->shrink_ms, now_ms, memory_order_relaxed);
     return false;
 }
 
@@ -202,12 +213,29 @@ bool ss_should_decommit_slab(void)
                                        HK_GAUGE_GET(bytes_committed));
 }
 
+/* LEAN's cap on the large-block cache at now_ms: the budget, or the
+ * bonus alone while the program is shrinking. */
+static size_t large_lean_limit(int64_t now_ms)
+{
+    size_t bonus = (size_t)ss_release_bonus_at(&ss_release_state, now_ms);
+    return ss_release_shrinking_at(&ss_release_state, now_ms) ? bonus : (size_t)target_bytes() + bonus;
+}
+
 size_t ss_release_large_cache_limit(size_t configured)
 {
     if (!ss_release_gives_back())
         return configured;
-    size_t lean = (size_t)target_bytes() + (size_t)ss_release_policy_bonus();
+    size_t lean = large_lean_limit(ss_release_now_ms());
     return lean < configured ? lean : configured;
+}
+
+void ss_release_large_over_limit(size_t configured)
+{
+    if (!ss_release_gives_back())
+        return;
+    int64_t now = ss_release_now_ms();
+    if (large_lean_limit(now) < configured)
+        atomic_store_explicit(&ss_release_state.shrink_ms, now, memory_order_relaxed);
 }
 
 void ss_release_policy_init(void)

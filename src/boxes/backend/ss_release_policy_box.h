@@ -48,6 +48,10 @@
 #define SS_RELEASE_BONUS_MAX ((int64_t)256 << 20)
 /* The bonus halves for each whole period of this without use. */
 #define SS_RELEASE_BONUS_HALVING_MS 1000
+/* After a superslab was released over budget, the cache keeps nothing on
+ * the target's account for this long (a shrinking program's last empty
+ * superslab goes back with the rest). */
+#define SS_RELEASE_SHRINK_MS 1000
 /* Unused slabs of one superslab given back together, in one madvise... */
 #define SS_RELEASE_SLAB_BATCH 16
 /* ...once the first has waited this long (and every waiting slab of a heap
@@ -106,6 +110,7 @@ static inline bool ss_release_batch_due(uint32_t pending, uint32_t since_ms, uin
 typedef struct ss_release_state {
     _Atomic int64_t bonus;       /* bytes */
     _Atomic int64_t last_use_ms; /* last bounce, or last keep the bonus made */
+    _Atomic int64_t shrink_ms;   /* last release with the footprint over budget (0: none) */
 } ss_release_state_t;
 
 /* The bonus at now_ms, decayed; gone once unused for the purge delay
@@ -129,7 +134,9 @@ bool ss_release_purge_claim_at(_Atomic int64_t *last_ms, int64_t now_ms, int64_t
 /* Released memory of `bytes` was taken again at now_ms: a bounce. */
 void ss_release_reuse_at(ss_release_state_t *st, int64_t now_ms, size_t bytes);
 /* Keep an empty superslab, with `cached` superslabs in the cache and
- * `committed` bytes resident, under a target of target_bytes? */
+ * `committed` bytes resident, under a target of target_bytes? No on the
+ * target's account within SS_RELEASE_SHRINK_MS of a release over budget
+ * (a "no" over budget starts that window). */
 bool ss_release_keep_at(ss_release_state_t *st, int64_t now_ms, int64_t target_bytes, int64_t cached,
                         int64_t committed);
 /* Give the pages of a slab that just became unused back now? */
@@ -159,8 +166,15 @@ unsigned ss_release_heap_keep_empty(void);
 /* The byte limit of the large-block cache, given the configured one
  * (HAKMEM_LARGE_CACHE_MB): LEAN (giving back) caps it at the budget, target
  * plus bonus, so freed large blocks do not outlive it, while a program
- * that frees and re-allocates big buffers in a loop earns the cache back. */
+ * that frees and re-allocates big buffers in a loop earns the cache back.
+ * Within SS_RELEASE_SHRINK_MS of a release over budget, the bonus alone. */
 size_t ss_release_large_cache_limit(size_t configured);
+/* The large-block cache gave ranges back to stay within that limit: if
+ * the limit was LEAN's budget (below the configured one), the program is
+ * over budget and shrinking, as for a superslab released over budget. */
+void ss_release_large_over_limit(size_t configured);
+/* Within SS_RELEASE_SHRINK_MS of a release over budget at now_ms? */
+bool ss_release_shrinking_at(ss_release_state_t *st, int64_t now_ms);
 /* Current extra budget from bounces, in bytes (for tests). */
 int64_t ss_release_policy_bonus(void);
 /* The effective purge delay, ms (-1 never, 0 at once). */

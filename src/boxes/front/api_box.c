@@ -250,9 +250,9 @@ void hk_stats_view(hk_stats_view_t *v)
     s->bytes_active = c.active + large;
     s->bytes_cached = s->ss_cached * HK_SS_SIZE + s->large_cached_bytes;
     s->bytes_retained = s->bytes_mapped > s->bytes_committed ? s->bytes_mapped - s->bytes_committed : 0;
-    /* What is touched at most: active pages, what is cached, and two
-     * header pages per superslab; never above committed. */
-    uint64_t res = s->bytes_active + s->bytes_cached + (s->ss_live + s->ss_decommitted) * 2 * HK_PAGE_SIZE;
+    /* What is touched at most: active pages, what is cached, and the
+     * header page of each superslab; never above committed. */
+    uint64_t res = s->bytes_active + s->bytes_cached + (s->ss_live + s->ss_decommitted) * HK_PAGE_SIZE;
     s->bytes_resident = res < s->bytes_committed ? res : s->bytes_committed;
     s->slabs_in_use = c.slabs;
     s->heaps_live = c.heaps_live;

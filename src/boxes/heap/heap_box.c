@@ -761,11 +761,20 @@ static bool slab_carve(hk_slab_t *s, hk_superslab_t *ss)
     if (!left)
         return false;
     uint32_t n = HK_CARVE_BYTES / s->block_size;
+    uint32_t off = (uint32_t)s->reserved * s->block_size;
+    if (ss_release_lean()) {
+        /* LEAN: only the blocks that start in the page of the first one,
+         * so carving makes no page resident before a block in it is
+         * handed out (the links and tags are written at each block's
+         * start): a class's pages stop at its high-water mark. */
+        uint32_t page_end = (uint32_t)hk_align_up(off + 1, HK_PAGE_SIZE);
+        n = (page_end - off + s->block_size - 1) / s->block_size;
+    }
     if (n == 0)
         n = 1;
     if (n > left)
         n = left;
-    uint8_t *start = hk_slab_base(ss, s) + (size_t)s->reserved * s->block_size;
+    uint8_t *start = hk_slab_base(ss, s) + off;
     hk_block_t *b = (hk_block_t *)start;
     for (uint32_t i = 1; i < n; i++) {
         hk_block_t *nx = (hk_block_t *)(start + (size_t)i * s->block_size);

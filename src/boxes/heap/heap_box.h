@@ -184,12 +184,12 @@ HK_INLINE bool hk_slab_is_block_start(const hk_slab_t *slab, uintptr_t a)
     return (low < magic) & (a < limit);
 }
 
-/* slabs[i] is at byte offset 128 + 128 * i of the superslab; computed as
- * one shift and mask of the address. */
+/* slabs[i] is at byte offset 128 * i of the superslab; computed as one
+ * shift and mask of the address. */
 HK_INLINE hk_slab_t *hk_slab_of(hk_superslab_t *ss, uintptr_t a)
 {
-    _Static_assert(sizeof(hk_slab_t) == 128 && offsetof(hk_superslab_t, slabs) == 128, "slab layout");
-    return (hk_slab_t *)((uintptr_t)ss + 128 + ((a >> (HK_SLAB_SHIFT - 7)) & (31u << 7)));
+    _Static_assert(sizeof(hk_slab_t) == 128 && offsetof(hk_superslab_t, slabs) == 0, "slab layout");
+    return (hk_slab_t *)((uintptr_t)ss + ((a >> (HK_SLAB_SHIFT - 7)) & (31u << 7)));
 }
 
 /* Free a pointer that lies in one of our superslabs. */

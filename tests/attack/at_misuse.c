@@ -18,7 +18,9 @@
  *            called an invalid or a double free, but must not be taken),
  *            and addresses in the first 64 KiB of a block's 2 MiB
  *            superslab (its metadata: never a block, left as it was);
- *   realloc  p = malloc(n); free(p); realloc(p, n + 8) at several sizes.
+ *   realloc  p = malloc(n); free(p); realloc(p, n + 8) at several sizes,
+ *            and of large blocks (40000 and 1 MiB growing, 40000 shrinking
+ *            to 100 bytes).
  */
 #include "at_common.h"
 
@@ -270,7 +272,10 @@ int main(int argc, char **argv)
         kinds(inv, "invalid free", NULL);
     }
 
-    static const size_t rsz[][2] = {{40, 48}, {16, 24}, {256, 264}, {4096, 4104}};
+    /* Large blocks too: growing (in place into the cache, or by a copy),
+     * and shrinking to a size a class serves. */
+    static const size_t rsz[][2] = {{40, 48},          {16, 24},           {256, 264}, {4096, 4104},
+                                    {40000, 60000},    {1048576, 1572864}, {40000, 100}};
     for (size_t i = 0; i < sizeof rsz / sizeof rsz[0]; i++) {
         at_add(rf, AT_MISUSE, "rf:%zu:%zu", rsz[i][0], rsz[i][1]);
         kinds(rf, "realloc after free", "double free");

@@ -22,7 +22,25 @@
  * moves   One thread grows 255 blocks six times each (most growths move
  *         them, none allocates): every block is then still found with its
  *         size, a pointer inside one is "not ours", large_live ends at 0.
- * All: nothing on stderr (every free accepted silently). Modes: FAST, with
+ * grow    Four threads grow 64 shared buffers by realloc, whichever thread
+ *         draws a buffer takes its next step: strings (1-80 bytes a step,
+ *         across every class boundary and into a mapping of their own) and
+ *         vectors (1.5x a step up to 2 MiB: copies into the cache, then
+ *         growth in place into the room left behind); at its target a
+ *         buffer shrinks (a mapping down to a size a class serves, at
+ *         times) and is freed. So blocks grow in threads that did not
+ *         allocate them, into ranges other threads freed. Every byte is
+ *         checked at every step (its value depends on its offset only);
+ *         large_live is 0 at the end.
+ * reuse   An 8 MiB block is freed, then 16 MiB of 16 KiB blocks are
+ *         allocated: with the large-block cache on (FAST), the superslabs
+ *         they need are built in the cached range (resident pages) instead
+ *         of fresh mappings, so some of them lie in it. Every block keeps
+ *         its stamp; a second free of the big block is diagnosed, not
+ *         taken; large_live and large_cached come back as expected.
+ * All but reuse: nothing on stderr (every free accepted silently); reuse:
+ * exactly one diagnosis, then the program goes on (the debug library
+ * aborts in that free). Modes: FAST, with
  * and without the large-block cache (HAKMEM_LARGE_CACHE_MB=0: every free
  * unmaps, every grow is an mremap), LEAN budget 0, debug.
  */
@@ -346,10 +364,182 @@ static int sc_moves(void)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* grow */
+
+#define GR_SLOTS 64
+#define GR_THREADS 4
+
+struct gr_slot {
+    pthread_mutex_t lock;
+    unsigned char *p;
+    size_t size, target;
+    unsigned salt;
+    int vector;
+};
+static struct gr_slot gr[GR_SLOTS];
+static _Atomic int gr_stop;
+static _Atomic long gr_steps, gr_moves;
+
+static inline unsigned char gr_byte(unsigned salt, size_t i) { return (unsigned char)(salt + i * 131 + (i >> 9)); }
+
+static void gr_fill(unsigned char *p, size_t from, size_t to, unsigned salt)
+{
+    for (size_t i = from; i < to; i++)
+        p[i] = gr_byte(salt, i);
+}
+
+static void gr_verify(const unsigned char *p, size_t n, unsigned salt, size_t from, size_t to)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != gr_byte(salt, i))
+            vt_fail("grow: realloc %zu -> %zu lost byte %zu of %zu", from, to, i, n);
+}
+
+/* realloc s to ns bytes; the bytes both sizes hold must survive. */
+static void gr_resize(struct gr_slot *s, size_t ns, long *moves)
+{
+    unsigned char *q = realloc(s->p, ns);
+    if (!q)
+        vt_fail("grow: realloc(%zu -> %zu) failed", s->size, ns);
+    gr_verify(q, ns < s->size ? ns : s->size, s->salt, s->size, ns);
+    if (ns > s->size)
+        gr_fill(q, s->size, ns, s->salt);
+    *moves += q != s->p;
+    s->p = q;
+    s->size = ns;
+}
+
+static void *gr_thread(void *arg)
+{
+    uint32_t seed = 0x2545f491u * ((uint32_t)(uintptr_t)arg + 1);
+    long steps = 0, moves = 0;
+    while (!atomic_load(&gr_stop)) {
+        struct gr_slot *s = &gr[vt_xorshift(&seed) % GR_SLOTS];
+        uint32_t r = vt_xorshift(&seed);
+        pthread_mutex_lock(&s->lock);
+        if (!s->p) {
+            /* A string (1-80 bytes a step, to 1-70 KiB), or a vector
+             * (1.5x a step, to 40 KiB-2 MiB). */
+            s->size = 1 + r % 64;
+            s->vector = (r >> 6) % 3 != 0;
+            s->target = s->vector ? 40000 + (r >> 8) % (2u << 20) : 1024 + (r >> 8) % 70000;
+            s->salt = r;
+            s->p = malloc(s->size);
+            if (!s->p)
+                vt_fail("grow: malloc(%zu) failed", s->size);
+            gr_fill(s->p, 0, s->size, s->salt);
+        } else if (s->size < s->target) {
+            size_t ns = s->vector ? s->size + s->size / 2 + 1 : s->size + 1 + (r >> 4) % 80;
+            gr_resize(s, ns < s->target ? ns : s->target, &moves);
+        } else {
+            /* At the target: shrink (to a third, or to a small size now and
+             * then), then free. */
+            gr_resize(s, r % 4 == 0 ? 1 + (r >> 2) % 30000 : s->size / 3 + 1, &moves);
+            free(s->p);
+            s->p = NULL;
+        }
+        pthread_mutex_unlock(&s->lock);
+        steps++;
+    }
+    atomic_fetch_add(&gr_steps, steps);
+    atomic_fetch_add(&gr_moves, moves);
+    return NULL;
+}
+
+static int sc_grow(void)
+{
+    pthread_t t[GR_THREADS];
+    for (int i = 0; i < GR_SLOTS; i++)
+        pthread_mutex_init(&gr[i].lock, NULL);
+    for (int i = 0; i < GR_THREADS; i++)
+        if (pthread_create(&t[i], NULL, gr_thread, (void *)(uintptr_t)i) != 0)
+            vt_fail("pthread_create");
+    lc_sleep_ms((long)(vt_seconds(1.5) * 1000));
+    atomic_store(&gr_stop, 1);
+    for (int i = 0; i < GR_THREADS; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < GR_SLOTS; i++)
+        if (gr[i].p) {
+            gr_verify(gr[i].p, gr[i].size, gr[i].salt, gr[i].size, gr[i].size);
+            free(gr[i].p);
+        }
+    vt_report("steps", "%ld", atomic_load(&gr_steps));
+    vt_report("moves", "%ld", atomic_load(&gr_moves));
+    struct hakmem_stats st;
+    vt_stats(&st);
+    if (st.large_live != 0)
+        vt_fail("large_live is %llu after every large block was freed", (unsigned long long)st.large_live);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* reuse */
+
+#define RU_BIG ((size_t)8 << 20)
+#define RU_SMALL 16384
+#define RU_N 1024
+
+static int sc_reuse(void)
+{
+    const char *cache = getenv("HAKMEM_LARGE_CACHE_MB");
+    const char *lean = getenv("HAKMEM_SS_MEM_LEAN");
+    int expect_reuse = !(cache && strcmp(cache, "0") == 0) && !(lean && strcmp(lean, "1") == 0);
+    unsigned char *big = malloc(RU_BIG);
+    if (!big)
+        vt_fail("reuse: malloc(%zu) failed", RU_BIG);
+    memset(big, 0x77, RU_BIG);
+    uintptr_t lo = (uintptr_t)big, hi = lo + RU_BIG;
+    void *volatile again = big; /* for the second free: not `big`, which is dead */
+    free(big);
+    struct hakmem_stats before;
+    vt_stats(&before);
+    void **v = vt_map(RU_N * sizeof *v);
+    long inside = 0;
+    for (int i = 0; i < RU_N; i++) {
+        v[i] = malloc(RU_SMALL);
+        if (!v[i])
+            vt_fail("reuse: malloc(%d) failed", RU_SMALL);
+        vt_stamp(v[i], RU_SMALL, (unsigned)i);
+        inside += (uintptr_t)v[i] >= lo && (uintptr_t)v[i] < hi;
+    }
+    vt_report("inside", "%ld", inside); /* (without the cache too: the kernel maps there again) */
+    struct hakmem_stats mid;
+    vt_stats(&mid);
+    vt_report("cache_taken", "%lld", (long long)before.large_cached_bytes - (long long)mid.large_cached_bytes);
+    if (expect_reuse && (inside == 0 || mid.large_cached_bytes + (2u << 20) > before.large_cached_bytes))
+        vt_fail("reuse: the large-block cache still holds %llu bytes (%llu before the small blocks): the "
+                "superslabs were mapped afresh",
+                (unsigned long long)mid.large_cached_bytes, (unsigned long long)before.large_cached_bytes);
+    for (int i = 0; i < RU_N; i++) {
+        size_t bad = vt_check(v[i], RU_SMALL, (unsigned)i);
+        if (bad != (size_t)-1)
+            vt_fail("reuse: block %d lost byte %zu", i, bad);
+    }
+    /* The big block is long gone: freeing it again is misuse, diagnosed
+     * (a double or an invalid free, as its first page now serves), never
+     * taken: the blocks live in its range must stay intact. */
+    free(again);
+    for (int i = 0; i < RU_N; i++) {
+        size_t bad = vt_check(v[i], RU_SMALL, (unsigned)i);
+        if (bad != (size_t)-1)
+            vt_fail("reuse: block %d lost byte %zu after the second free", i, bad);
+        free(v[i]);
+    }
+    struct hakmem_stats st;
+    vt_stats(&st);
+    if (st.large_live != 0)
+        vt_fail("large_live is %llu after every large block was freed", (unsigned long long)st.large_live);
+    vt_report("after", "ok");
+    return 0;
+}
+
 static const struct vt_scenario scenarios[] = {
     {"remap", sc_remap, 0},
     {"table", sc_table, 0},
     {"moves", sc_moves, 0},
+    {"grow", sc_grow, 0},
+    {"reuse", sc_reuse, 0},
     {NULL, NULL, 0},
 };
 
@@ -368,15 +558,26 @@ static const struct vt_mode all_modes[] = {
 #define NMODES (sizeof all_modes / sizeof all_modes[0])
 static struct lc_modes modes;
 
+/* Run a scenario in mode i; print its two counts. misuse: it makes one
+ * deliberate misuse (lc_assert_misuse), else nothing may be said. */
+static void lg_run(int i, const char *scenario, unsigned timeout, const char *k1, const char *k2, const char *what,
+                   int misuse)
+{
+    const struct vt_mode *m = modes.m[i];
+    struct vt_result *r = malloc(sizeof *r);
+    vt_spawn(m->variant, scenario, m->env, timeout, r);
+    printf("%s %lld %s, %lld %s\n", r->desc, (long long)vt_num(r, k1, NULL), k1, (long long)vt_num(r, k2, NULL), k2);
+    if (misuse)
+        lc_assert_misuse(r, m->variant, what);
+    else
+        lc_assert_clean(r, what);
+    free(r);
+}
+
 START_TEST(test_remap)
 {
-    const struct vt_mode *m = modes.m[_i];
-    struct vt_result *r = malloc(sizeof *r);
-    vt_spawn(m->variant, "remap", m->env, (unsigned)(vt_seconds(1.5) + 30), r);
-    printf("%s %lld reallocs, %lld fresh blocks\n", r->desc, (long long)vt_num(r, "reallocs", NULL),
-           (long long)vt_num(r, "allocs", NULL));
-    lc_assert_clean(r, "realloc by mremap while another thread maps");
-    free(r);
+    lg_run(_i, "remap", (unsigned)(vt_seconds(1.5) + 30), "reallocs", "allocs",
+           "realloc by mremap while another thread maps", 0);
 }
 END_TEST
 
@@ -402,6 +603,19 @@ START_TEST(test_moves)
 }
 END_TEST
 
+START_TEST(test_grow)
+{
+    lg_run(_i, "grow", (unsigned)(vt_seconds(1.5) + 60), "steps", "moves",
+           "buffers grown by realloc in turn by several threads", 0);
+}
+END_TEST
+
+START_TEST(test_reuse)
+{
+    lg_run(_i, "reuse", 60, "inside", "cache_taken", "superslabs built in the large-block cache", 1);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "--scenario") == 0)
@@ -414,17 +628,20 @@ int main(int argc, char **argv)
         return VT_EXIT_SKIP;
     }
     Suite *s = suite_create("lifecycle_large");
-    TCase *tc = tcase_create("remap");
-    tcase_set_timeout(tc, vt_seconds(1.5) + 40);
-    tcase_add_loop_test(tc, test_remap, 0, modes.n);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("table");
-    tcase_set_timeout(tc, vt_seconds(1.5) + 70);
-    tcase_add_loop_test(tc, test_table, 0, modes.n);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("moves");
-    tcase_set_timeout(tc, 70);
-    tcase_add_loop_test(tc, test_moves, 0, modes.n);
-    suite_add_tcase(s, tc);
+    const struct {
+        const char *name;
+        const TTest *test;
+        double timeout;
+    } cases[] = {
+        {"remap", test_remap, 40}, {"table", test_table, 70}, {"moves", test_moves, 70},
+        {"grow", test_grow, 70},   {"reuse", test_reuse, 70},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        TCase *tc = tcase_create(cases[k].name);
+        /* The time-bounded ones run vt_seconds(1.5) more. */
+        tcase_set_timeout(tc, cases[k].timeout + (k == 2 || k == 4 ? 0 : vt_seconds(1.5)));
+        tcase_add_loop_test(tc, cases[k].test, 0, modes.n);
+        suite_add_tcase(s, tc);
+    }
     return lc_run_suite(s);
 }

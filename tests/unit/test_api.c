@@ -100,6 +100,57 @@ START_TEST(calloc_realloc)
 }
 END_TEST
 
+/* realloc across every boundary: each class's block size to one byte more
+ * (the next class, or past 32 KiB a mapping of its own) and one byte less,
+ * and back; a block walked through the large sizes (page boundaries, to a
+ * small size and back out, past the 4 MiB up to which growth copies into
+ * the cache). The bytes both sizes hold survive every step, and a block
+ * that still fits without wasting half stays where it is. */
+static unsigned char rb_byte(size_t i) { return (unsigned char)(i * 7 + (i >> 8)); }
+
+static unsigned char *rb_step(unsigned char *p, size_t old, size_t ns)
+{
+    size_t us = hakmem_malloc_usable_size(p);
+    unsigned char *q = hakmem_realloc(p, ns);
+    ck_assert_msg(q != NULL, "realloc(%zu -> %zu) failed", old, ns);
+    for (size_t i = 0; i < (ns < old ? ns : old); i++)
+        if (q[i] != rb_byte(i))
+            ck_abort_msg("realloc(%zu -> %zu) lost byte %zu", old, ns, i);
+    if (ns <= us && ns > us / 2)
+        ck_assert_msg(q == p, "realloc(%zu -> %zu) moved a block of %zu usable bytes", old, ns, us);
+    ck_assert_uint_ge(hakmem_malloc_usable_size(q), ns);
+    for (size_t i = old; i < ns; i++)
+        q[i] = rb_byte(i);
+    return q;
+}
+
+START_TEST(realloc_across_boundaries)
+{
+    struct hakmem_class_stats cls[256];
+    int n = hakmem_stats_classes(cls, 256);
+    ck_assert_int_gt(n, 0);
+    for (int k = 0; k < n; k++) {
+        size_t s = cls[k].block_size;
+        for (int d = -1; d <= 1; d += 2) {
+            unsigned char *p = rb_step(hakmem_malloc(1), 0, s);
+            p = rb_step(p, s, s + d);
+            p = rb_step(p, s + d, s);
+            hakmem_free(p);
+        }
+    }
+    static const size_t walk[] = {32768,    32769,    40000,      32000,          65535,    65536,   65537,
+                                  100000,   30000,    100,        32769,          1u << 20, (1u << 20) + 1,
+                                  3u << 20, (4u << 20) + 4096, 8u << 20, 5000000, 40000, 20000, 70000};
+    unsigned char *p = rb_step(hakmem_malloc(1), 0, 1);
+    size_t cur = 1;
+    for (size_t i = 0; i < sizeof walk / sizeof walk[0]; i++) {
+        p = rb_step(p, cur, walk[i]);
+        cur = walk[i];
+    }
+    hakmem_free(p);
+}
+END_TEST
+
 START_TEST(impossible_sizes)
 {
     size_t big = v_huge;
@@ -322,6 +373,7 @@ int main(void)
     tcase_add_test(tc, version_macros);
     tcase_add_test(tc, malloc_free_basic);
     tcase_add_test(tc, calloc_realloc);
+    tcase_add_test(tc, realloc_across_boundaries);
     tcase_add_test(tc, impossible_sizes);
     tcase_add_test(tc, alignment_api);
     tcase_add_test(tc, owns);

@@ -8,7 +8,8 @@
  *    are taken; the LEAN accessors are compiled out in FAST;
  *  - ss_os_acquire_box: alignment, zeroed memory, errno kept, remap;
  *  - madvise_guard_box: refuses stack, DSO and foreign ranges;
- *  - large_box: alloc/usable/free/realloc, double free recognised.
+ *  - large_box: alloc/usable/free/realloc, double free recognised, a
+ *    growing block placed with room behind it (then grows in place).
  *
  * Settings are parsed once per process, at start-up, so each env case runs
  * this program again (--env-probe) with the variable in its environment.
@@ -465,16 +466,16 @@ START_TEST(large_alloc_free)
     ck_assert_uint_eq(hk_large_usable(p + 16), 0);
     ck_assert_uint_eq(hk_large_usable(&local), 0);
 
-    bool found = false;
-    unsigned char *q = hk_large_realloc(p, 3u << 20, &found);
-    ck_assert(found);
+    size_t usable = 0, before = hk_large_usable(p);
+    unsigned char *q = hk_large_realloc(p, 3u << 20, &usable);
+    ck_assert_uint_eq(usable, before);
     ck_assert_ptr_nonnull(q);
     for (size_t i = 0; i < n; i++)
         if (q[i] != 3)
             ck_abort_msg("hk_large_realloc lost byte %zu", i);
-    found = true;
-    ck_assert_ptr_null(hk_large_realloc(&local, 200000, &found));
-    ck_assert(!found);
+    usable = 1;
+    ck_assert_ptr_null(hk_large_realloc(&local, 200000, &usable));
+    ck_assert_uint_eq(usable, 0);
 
     ck_assert_int_eq(hk_large_free(q), HK_LARGE_FREED);
     ck_assert_int_eq(hk_large_free(q), HK_LARGE_ALREADY_FREE); /* second free: cached, so recognised */
@@ -499,6 +500,66 @@ START_TEST(large_alloc_free)
     ck_assert_ptr_null(hk_large_alloc((size_t)PTRDIFF_MAX, 0, false));
     ck_assert_int_eq(errno, ENOMEM);
     (void)hk_large_trim();
+}
+END_TEST
+
+/* A growing large block that must move is placed with cached pages behind
+ * it, not in the tightest cached range: its next growths (a vector's 1.5x
+ * steps) stay in place. Two ranges are cached, separated by live blocks:
+ * one exactly the size the first growth asks for (a best fit, with a live
+ * block right behind it) and a big one. Contents survive every step. */
+START_TEST(large_realloc_room_behind)
+{
+    size_t first = 100000, grown = 150000; /* 25 pages, then 37 */
+    size_t exact = hk_align_up(grown, HK_PAGE_SIZE);
+    for (int attempt = 0;; attempt++) {
+        (void)hk_large_trim();
+        unsigned char *p = hk_large_alloc(first, 0, false);
+        void *tight = hk_large_alloc(exact, 0, false);
+        void *sep1 = hk_large_alloc(40000, 0, false);
+        void *big = hk_large_alloc(8u << 20, 0, false);
+        void *sep2 = hk_large_alloc(40000, 0, false);
+        ck_assert(p && tight && sep1 && big && sep2);
+        ck_assert_int_eq(hk_large_free(tight), HK_LARGE_FREED);
+        ck_assert_int_eq(hk_large_free(big), HK_LARGE_FREED);
+        /* The set-up needs p's end not to border a cached range (the
+         * kernel chose the addresses): else try again. */
+        if (hk_large_was_freed(p + hk_large_usable(p)) && attempt < 8) {
+            hk_large_free(p);
+            hk_large_free(sep1);
+            hk_large_free(sep2);
+            continue;
+        }
+        ck_assert(!hk_large_was_freed(p + hk_large_usable(p)));
+        for (size_t i = 0; i < first; i++)
+            p[i] = (unsigned char)(i * 7);
+        size_t usable = 0;
+        unsigned char *q = hk_large_realloc(p, grown, &usable);
+        ck_assert_uint_eq(usable, hk_align_up(first, HK_PAGE_SIZE));
+        ck_assert_ptr_nonnull(q);
+        ck_assert_ptr_ne(q, tight); /* not the best fit: no room behind it */
+        ck_assert(hk_large_was_freed(p));
+        size_t size = grown;
+        for (int step = 0; step < 3; step++) {
+            size_t ns = size + size / 2;
+            unsigned char *r = hk_large_realloc(q, ns, &usable);
+            ck_assert_msg(r == q, "growth %d (%zu -> %zu bytes) moved the block", step, size, ns);
+            ck_assert_uint_ge(hk_large_usable(r), ns);
+            size = ns;
+        }
+        for (size_t i = 0; i < first; i++)
+            if (q[i] != (unsigned char)(i * 7))
+                ck_abort_msg("hk_large_realloc lost byte %zu", i);
+        /* Shrinking a little stays; to a size a class serves, it leaves. */
+        ck_assert_ptr_eq(hk_large_realloc(q, size - 10000, &usable), q);
+        ck_assert_ptr_null(hk_large_realloc(q, 1000, &usable));
+        ck_assert_uint_ge(usable, size);
+        ck_assert_int_eq(hk_large_free(q), HK_LARGE_FREED);
+        ck_assert_int_eq(hk_large_free(sep1), HK_LARGE_FREED);
+        ck_assert_int_eq(hk_large_free(sep2), HK_LARGE_FREED);
+        (void)hk_large_trim();
+        return;
+    }
 }
 END_TEST
 
@@ -551,6 +612,7 @@ int main(int argc, char **argv)
     tc = tcase_create("large");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, large_alloc_free);
+    tcase_add_test(tc, large_realloc_room_behind);
     suite_add_tcase(s, tc);
     srunner_add_suite(sr, s);
 

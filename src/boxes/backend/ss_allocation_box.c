@@ -112,10 +112,38 @@ static void cache_push(hk_superslab_t *ss)
     HK_GAUGE_ADD(ss_cached, 1);
 }
 
+/* Handed down at init (superslab_set_range_source). */
+static _Atomic(hk_range_source_t) g_range_source;
+
+void superslab_set_range_source(hk_range_source_t take)
+{
+    atomic_store_explicit(&g_range_source, take, memory_order_relaxed);
+}
+
+/* A superslab built in a range the large-block cache held: its pages are
+ * resident already (freed big buffers), so a program whose small blocks
+ * grow while its big ones shrink does not fault fresh pages in for them.
+ * The range was used: its header is cleared before it is set up (carving
+ * writes every block's link and tag, so the rest needs nothing). */
+static hk_superslab_t *ss_from_large_cache(void)
+{
+    hk_range_source_t take = atomic_load_explicit(&g_range_source, memory_order_relaxed);
+    hk_superslab_t *ss = take ? take(HK_SS_SIZE) : NULL;
+    if (!ss)
+        return NULL;
+    memset(ss, 0, sizeof *ss);
+    ss_init_header(ss);
+    hk_os_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
+    return ss;
+}
+
 hk_superslab_t *superslab_acquire(void)
 {
-    /* Cache first (committed), then a decommitted range, then the OS. */
+    /* Cache first (committed), then a decommitted range, then a range of
+     * the large-block cache (committed), then the OS. */
     hk_superslab_t *ss = cache_pop();
+    if (!ss)
+        ss = ss_from_large_cache();
     if (!ss)
         ss = ss_map_new();
     if (!ss)

@@ -5,8 +5,9 @@
  * thread heap at a time (hk_superslab_t.heap), or to nobody: then it is
  * either abandoned (its thread exited with live blocks in it; any heap may
  * adopt it) or empty and cached for reuse.
- * Owns: acquiring superslabs (cache, then the OS), superslab_free(), the
- * empty-superslab cache and the abandoned list.
+ * Owns: acquiring superslabs (cache, then a range of the large-block
+ * cache, then the OS), superslab_free(), the empty-superslab cache and the
+ * abandoned list.
  * Must not: touch a heap's class lists (heap_box does), or call mmap itself
  * (the os box does). */
 #ifndef HAKMEM_SS_ALLOCATION_BOX_H
@@ -112,6 +113,12 @@ HK_INLINE uint8_t *hk_slab_base(hk_superslab_t *ss, const hk_slab_t *slab)
     return (uint8_t *)ss + ((size_t)slab->index << HK_SLAB_SHIFT);
 }
 
+/* Where superslabs come from before the OS: take(size) hands over a
+ * size-aligned range of size committed bytes, or NULL (the large-block
+ * cache's hk_large_cache_take_chunk, handed over at init: the large box
+ * calls this one, so this one does not include it). */
+typedef void *(*hk_range_source_t)(size_t size);
+void superslab_set_range_source(hk_range_source_t take);
 /* A superslab with every slab unused, owned by nobody yet; NULL when the OS
  * refuses memory (errno untouched: the caller sets ENOMEM). */
 hk_superslab_t *superslab_acquire(void);

@@ -125,6 +125,10 @@ void *hk_realloc_impl(void *p, size_t size)
     unsigned kind = hk_os_registry_kind((uintptr_t)p);
     size_t old;
     if (kind == HK_REG_SUPERSLAB) {
+        /* The free tag is read below, after the slab's metadata: ask for
+         * both lines at once (a growing buffer is written at its end, so
+         * its first line is seldom in cache). */
+        __builtin_prefetch(p);
         old = hk_small_usable(p);
         if (!old || ((hk_block_t *)p)->tag == hk_block_secret(p)) {
             /* Not a block start, or a free block: handing it back in place
@@ -140,17 +144,23 @@ void *hk_realloc_impl(void *p, size_t size)
         if (size <= old && (size > old / 2 || old <= 16))
             return p;
     } else if (kind == HK_REG_LARGE) {
-        if (size > HK_SMALL_MAX) {
-            bool found;
-            void *q = hk_large_realloc(p, size, &found);
-            if (q)
-                return q;
-            if (!found)
-                goto foreign;
+        /* One lookup: in place (also a size a class could serve, if the
+         * mapping fits it without wasting half: a buffer that crossed into
+         * a mapping with room to spare must not bounce back to a class and
+         * out again at every step), by mremap, or the block's size. */
+        void *q = hk_large_realloc(p, size, &old);
+        if (q) {
+            if (q != p)
+                hk_idle_tick(); /* p was freed: the purge delay, as at a free */
+            return q;
         }
-        old = hk_large_usable(p);
-        if (!old)
-            goto foreign;
+        if (!old) {
+            if (!hk_large_was_freed(p))
+                goto foreign;
+            hk_report_misuse("realloc after free", p, "large block is already free");
+            errno = ENOMEM;
+            return NULL;
+        }
     } else {
         goto foreign;
     }
@@ -161,7 +171,9 @@ void *hk_realloc_impl(void *p, size_t size)
     size_t want = size;
     if (size > old && old + old / 4 > size && old + old / 4 <= HK_MAX_REQUEST)
         want = old + old / 4;
-    void *q = hk_api_malloc(want);
+    /* A block that grows into a mapping of its own is placed where it can
+     * grow further in place. */
+    void *q = want > HK_SMALL_MAX && want > old ? hk_large_alloc_growing(want) : hk_api_malloc(want);
     if (!q && want != size)
         q = hk_api_malloc(size);
     if (!q)

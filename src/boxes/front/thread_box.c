@@ -130,6 +130,8 @@ int hk_global_init(void)
             /* The heaps' sweep runs the purge tick (handed down: the heap
              * box never calls up). */
             hk_heap_set_idle_tick(hk_idle_tick);
+            /* New superslabs may be built in freed large blocks' ranges. */
+            superslab_set_range_source(hk_large_cache_take_chunk);
             if (hk_opt(HK_OPT_VERBOSE)) {
                 hk_env_dump();
                 hk_msg_t m = {.len = 0};

@@ -191,6 +191,20 @@ static void cache_remove_at(int i)
     g_cache_n--;
 }
 
+/* Take the largest cached range off the cache into evict[] (the caller
+ * unmaps it once the lock is dropped); returns the slot it had. */
+static int cache_evict_largest_locked(hk_cached_range_t *evict, int *nevict)
+{
+    int big = 0;
+    for (int k = 1; k < g_cache_n; k++)
+        if (g_cache[k].size > g_cache[big].size)
+            big = k;
+    evict[(*nevict)++] = g_cache[big];
+    g_cache_bytes -= g_cache[big].size;
+    cache_remove_at(big);
+    return big;
+}
+
 static void cache_insert_at(int i, uintptr_t base, size_t size, int64_t since_ms)
 {
     memmove(&g_cache[i + 1], &g_cache[i], (size_t)(g_cache_n - i) * sizeof g_cache[0]);
@@ -345,14 +359,7 @@ static bool cache_put_locked(uintptr_t base, size_t size, int64_t now, hk_cached
     if (!merged) {
         if (g_cache_n == HK_LARGE_CACHE_SLOTS) {
             /* Make a slot: evict the largest range. */
-            int big = 0;
-            for (int k = 1; k < g_cache_n; k++)
-                if (g_cache[k].size > g_cache[big].size)
-                    big = k;
-            evict[(*nevict)++] = g_cache[big];
-            g_cache_bytes -= g_cache[big].size;
-            cache_remove_at(big);
-            if (big < i)
+            if (cache_evict_largest_locked(evict, nevict) < i)
                 i--;
         }
         cache_insert_at(i, base, size, now);
@@ -360,15 +367,8 @@ static bool cache_put_locked(uintptr_t base, size_t size, int64_t now, hk_cached
     g_cache_bytes += size;
     if (g_cache_bytes > limit)
         ss_release_large_over_limit((size_t)hk_opt_bytes(HK_OPT_LARGE_CACHE_MB));
-    while (g_cache_bytes > limit && g_cache_n > 0 && *nevict < HK_LARGE_CACHE_SLOTS) {
-        int big = 0;
-        for (int k = 1; k < g_cache_n; k++)
-            if (g_cache[k].size > g_cache[big].size)
-                big = k;
-        evict[(*nevict)++] = g_cache[big];
-        g_cache_bytes -= g_cache[big].size;
-        cache_remove_at(big);
-    }
+    while (g_cache_bytes > limit && g_cache_n > 0 && *nevict < HK_LARGE_CACHE_SLOTS)
+        cache_evict_largest_locked(evict, nevict);
     return true;
 }
 

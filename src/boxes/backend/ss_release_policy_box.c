@@ -205,6 +205,11 @@ bool ss_should_keep_superslab(struct hk_superslab *ss, int class_idx)
                               HK_GAUGE_GET(bytes_committed));
 }
 
+bool ss_release_idle_superslab(void)
+{
+    return !config_debug && ss_release_gives_back() && ss_release_shrinking_at(&ss_release_state, ss_release_now_ms());
+}
+
 bool ss_should_decommit_slab(void)
 {
     if (!ss_release_gives_back())

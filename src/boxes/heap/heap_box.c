@@ -464,6 +464,7 @@ static void slab_unpark(hk_heap_t *h, hk_slab_t *s)
 
 static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s);
 static void heap_trim_empty(hk_heap_t *h, unsigned keep);
+static void heap_release_idle_superslab(hk_heap_t *h, hk_superslab_t *ss);
 
 /* Handle the notification stack (lock held). The owner puts slabs with
  * free blocks back on their class lists; a helper (h->foreign) must not
@@ -500,13 +501,14 @@ static void heap_drain_notifications(hk_heap_t *h)
  * more (in LEAN, all) go to superslab_free(), where the release policy
  * decides. The notification stack is emptied first: a superslab given
  * back must not be reachable from it. */
-static void heap_trim_empty(hk_heap_t *h, unsigned keep)
+static bool heap_free_empty(hk_heap_t *h, unsigned keep)
 {
     if (h->hold || h->empty_ss <= keep)
-        return;
+        return false;
     heap_drain_notifications(h);
     if (h->hold || h->empty_ss <= keep)
-        return;
+        return false;
+    bool freed = false;
     hk_superslab_t *ss = h->ss_list;
     while (ss && h->empty_ss > keep) {
         hk_superslab_t *next = ss->next;
@@ -515,8 +517,29 @@ static void heap_trim_empty(hk_heap_t *h, unsigned keep)
             h->ss_count--;
             ss_list_remove(h, ss);
             superslab_free(ss);
+            freed = true;
         }
         ss = next;
+    }
+    return freed;
+}
+
+static void heap_trim_empty(hk_heap_t *h, unsigned keep)
+{
+    /* LEAN: once a release has made the program shrinking, superslabs
+     * that only the empty slabs kept by their classes hold go back too.
+     * Those slabs may have emptied before the shrink began, so no free
+     * into them comes to release them; the burst's slabs around them
+     * would otherwise wait to be given back one batch at a time. */
+    if (heap_free_empty(h, keep) && config_lean && !h->foreign && ss_release_idle_superslab()) {
+        h->hold++;
+        for (hk_superslab_t *ss = h->ss_list, *next; ss; ss = next) {
+            next = ss->next; /* a release moves ss to the front */
+            if (ss->used_slabs)
+                heap_release_idle_superslab(h, ss);
+        }
+        h->hold--;
+        heap_free_empty(h, keep);
     }
 }
 
@@ -1025,10 +1048,12 @@ void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls, hk_thread_start_t start)
     return p;
 }
 
-/* LEAN: a superslab whose slabs are all empty, kept only as the last slab
- * of their classes, goes back whole: the kept slabs would otherwise pin
- * 2 MiB for a few classes that may never be used again (a burst freed at
- * once). Owner only (class lists). */
+/* LEAN, shrinking: a superslab whose slabs are all empty, kept only as the
+ * last slab of their classes, goes back whole: the kept slabs would
+ * otherwise pin 2 MiB for a few classes that may never be used again (a
+ * burst freed at once). The policy says when (ss_release_idle_superslab);
+ * it is asked when a kept slab empties, and for every superslab of the
+ * heap when one is released (heap_trim_empty). Owner only (class lists). */
 static void heap_release_idle_superslab(hk_heap_t *h, hk_superslab_t *ss)
 {
     for (int i = 1; i < HK_SLABS_PER_SS; i++)
@@ -1061,7 +1086,8 @@ static void slab_free_locked(hk_heap_t *h, hk_slab_t *slab, hk_block_t *b)
         /* Hysteresis: keep the last slab of a class, so a class that empties
          * and refills in a loop does not churn slabs; in LEAN, not when the
          * footprint is over budget, nor when only such kept slabs would
-         * hold their superslab (heap_release_idle_superslab). */
+         * hold their superslab of a shrinking program
+         * (heap_release_idle_superslab). */
         hk_superslab_t *ss = hk_ss_of(slab);
         if (h->cur[slab->cls] == slab && slab->next == NULL && !(config_lean && ss_should_decommit_slab())) {
             if (config_lean && ss_release_idle_superslab())

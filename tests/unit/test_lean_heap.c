@@ -34,6 +34,15 @@ static struct hakmem_stats stats_now(void)
     return st;
 }
 
+/* Slabs in use and superslabs in use are as they were in `was`. */
+static void assert_same_slabs(const char *what, struct hakmem_stats was, struct hakmem_stats now)
+{
+    ck_assert_msg(now.slabs_in_use == was.slabs_in_use && now.ss_live == was.ss_live,
+                  "%s: slabs in use %llu -> %llu, superslabs %llu -> %llu", what,
+                  (unsigned long long)was.slabs_in_use, (unsigned long long)now.slabs_in_use,
+                  (unsigned long long)was.ss_live, (unsigned long long)now.ss_live);
+}
+
 static void alloc_each(void *p[NSIZES])
 {
     for (int i = 0; i < NSIZES; i++) {
@@ -70,10 +79,7 @@ START_TEST(steady_classes_keep_their_slabs)
     for (int i = 0; i < NSIZES; i++)
         hk_small_free(p[i]);
     struct hakmem_stats empty = stats_now();
-    ck_assert_msg(empty.slabs_in_use == full.slabs_in_use && empty.ss_live == full.ss_live,
-                  "kept slabs given back in a steady program: slabs %llu -> %llu, superslabs %llu -> %llu",
-                  (unsigned long long)full.slabs_in_use, (unsigned long long)empty.slabs_in_use,
-                  (unsigned long long)full.ss_live, (unsigned long long)empty.ss_live);
+    assert_same_slabs("a steady program's kept slabs", full, empty);
     ck_assert_uint_eq(empty.bytes_committed, full.bytes_committed);
     /* the next blocks of those classes are the same ones (LIFO) */
     alloc_each(q);
@@ -94,18 +100,14 @@ START_TEST(shrinking_program_gives_kept_slabs_back)
      * last of them empties, it goes back at once. */
     for (int i = 0; i < NSIZES; i++)
         hk_small_free(p[i]);
-    struct hakmem_stats after = stats_now();
-    ck_assert_msg(after.slabs_in_use == before.slabs_in_use && after.ss_live == before.ss_live,
-                  "a shrinking program kept slabs %llu (before %llu), superslabs %llu (before %llu)",
-                  (unsigned long long)after.slabs_in_use, (unsigned long long)before.slabs_in_use,
-                  (unsigned long long)after.ss_live, (unsigned long long)before.ss_live);
+    assert_same_slabs("a shrinking program's kept slabs", before, stats_now());
 }
 END_TEST
 
 /* The same, when the kept slabs emptied before the shrink began: no free
- * into them comes to release them, so the release of the burst's last
- * slab in their superslab must (the burst's slabs around them would
- * otherwise wait to be given back one batch at a time). */
+ * into them comes to release them, so the release of another superslab
+ * for the budget must (the burst's slabs around them would otherwise wait
+ * to be given back one batch at a time). */
 START_TEST(slabs_kept_before_a_shrink_go_back_with_it)
 {
     struct hakmem_stats before = stats_now();
@@ -115,29 +117,17 @@ START_TEST(slabs_kept_before_a_shrink_go_back_with_it)
         hk_small_free(p[i]);
     ck_assert_uint_eq(stats_now().slabs_in_use, before.slabs_in_use + NSIZES); /* kept: not shrinking */
     burst_over_budget();
-    struct hakmem_stats after = stats_now();
-    ck_assert_msg(after.slabs_in_use == before.slabs_in_use && after.ss_live == before.ss_live,
-                  "slabs kept before a shrink stayed: slabs %llu (before %llu), superslabs %llu (before %llu)",
-                  (unsigned long long)after.slabs_in_use, (unsigned long long)before.slabs_in_use,
-                  (unsigned long long)after.ss_live, (unsigned long long)before.ss_live);
+    assert_same_slabs("slabs kept before a shrink", before, stats_now());
 }
 END_TEST
 
 int main(int argc, char **argv)
 {
     (void)argc;
-    if (!getenv("HAKMEM_TEST_LEAN_HEAP_PINNED")) {
-        setenv("HAKMEM_TEST_LEAN_HEAP_PINNED", "1", 1);
-        setenv("HAKMEM_SS_MEM_LEAN", "1", 1);
-        setenv("HAKMEM_SS_MEM_LEAN_DECOMMIT", "DONTNEED", 1);
-        unsetenv("HAKMEM_SS_MEM_LEAN_TARGET_MB");
-        unsetenv("HAKMEM_CONF");
-        unsetenv("HAKMEM_PURGE_DELAY_MS");
-        unsetenv("HAKMEM_BACKGROUND");
-        execv("/proc/self/exe", argv);
-        perror("test_lean_heap: execv /proc/self/exe");
-        return 99;
-    }
+    static const char *const set[] = {"HAKMEM_SS_MEM_LEAN=1", "HAKMEM_SS_MEM_LEAN_DECOMMIT=DONTNEED", NULL};
+    static const char *const unset[] = {"HAKMEM_SS_MEM_LEAN_TARGET_MB", "HAKMEM_CONF", "HAKMEM_PURGE_DELAY_MS",
+                                        "HAKMEM_BACKGROUND", NULL};
+    hk_unit_pin_settings(argv, "HAKMEM_TEST_LEAN_HEAP_PINNED", set, unset);
     Suite *s = suite_create("lean_heap");
     TCase *tc = tcase_create("kept slabs");
     tcase_set_timeout(tc, 60);

@@ -250,15 +250,9 @@ int main(int argc, char **argv)
      * environment may carry, and run again, since the library reads its
      * settings at load. */
     (void)argc;
-    if (!getenv("HAKMEM_TEST_POLICY_PINNED")) {
-        setenv("HAKMEM_TEST_POLICY_PINNED", "1", 1);
-        setenv("HAKMEM_SS_MEM_LEAN", "0", 1);
-        unsetenv("HAKMEM_CONF");
-        unsetenv("HAKMEM_PURGE_DELAY_MS");
-        execv("/proc/self/exe", argv);
-        perror("test_policy: execv /proc/self/exe");
-        return 99;
-    }
+    static const char *const set[] = {"HAKMEM_SS_MEM_LEAN=0", NULL};
+    static const char *const unset[] = {"HAKMEM_CONF", "HAKMEM_PURGE_DELAY_MS", NULL};
+    hk_unit_pin_settings(argv, "HAKMEM_TEST_POLICY_PINNED", set, unset);
     Suite *s = suite_create("release_policy");
     TCase *tc = tcase_create("hysteresis");
     tcase_add_test(tc, fresh_state_follows_target);

@@ -43,6 +43,11 @@ void hk_free_other(void *p, unsigned kind)
 {
     if (!p)
         return;
+    /* A sampled block is a large block: its record goes before the block,
+     * so that no other thread's sample at the same address can be taken
+     * for it. */
+    if (kind == HK_REG_LARGE && hk_prof_may_own())
+        hk_prof_forget(p);
     int r = kind == HK_REG_LARGE ? hk_large_free(p) : HK_LARGE_NOT_OURS;
     if (r == HK_LARGE_FREED) {
         hk_idle_tick(); /* the purge delay, on the allocator's own calls */
@@ -84,7 +89,7 @@ void *hk_alloc_aligned(size_t align, size_t size, bool zero)
         return NULL;
     }
     if (align <= 16) {
-        void *p = hk_api_malloc(size);
+        void *p = hk_malloc_untracked(size);
         if (p && zero)
             memset(p, 0, size);
         return p;
@@ -109,10 +114,10 @@ void *hk_alloc_aligned(size_t align, size_t size, bool zero)
     return hk_large_alloc(size ? size : 1, align, zero);
 }
 
-void *hk_realloc_impl(void *p, size_t size)
+void *hk_realloc_impl(void *p, size_t size, const void *sample)
 {
     if (!p)
-        return hk_api_malloc(size);
+        return sample ? hk_prof_alloc(size, 0, false, sample) : hk_malloc_untracked(size);
     if (size == 0) {
         /* glibc: realloc(p, 0) frees p and returns NULL. */
         hk_api_free(p);
@@ -140,15 +145,21 @@ void *hk_realloc_impl(void *p, size_t size)
             errno = ENOMEM;
             return NULL;
         }
-        /* Stay in place if it fits and would not waste more than half. */
-        if (size <= old && (size > old / 2 || old <= 16))
+        /* Stay in place if it fits and would not waste more than half
+         * (unless the new block is a sample: it moves to one). */
+        if (size <= old && (size > old / 2 || old <= 16) && !sample)
             return p;
     } else if (kind == HK_REG_LARGE) {
         /* One lookup: in place (also a size a class could serve, if the
          * mapping fits it without wasting half: a buffer that crossed into
          * a mapping with room to spare must not bounce back to a class and
-         * out again at every step), by mremap, or the block's size. */
-        void *q = hk_large_realloc(p, size, &old);
+         * out again at every step), by mremap, or the block's size. But a
+         * sample, or a sampled block, moves: for the profiler a realloc is
+         * a new allocation, each sampled by its own size. */
+        bool moves = sample || (hk_prof_may_own() && hk_prof_is_sampled(p));
+        void *q = moves ? NULL : hk_large_realloc(p, size, &old);
+        if (moves)
+            old = hk_large_usable(p);
         if (q) {
             if (q != p)
                 hk_idle_tick(); /* p was freed: the purge delay, as at a free */
@@ -169,13 +180,15 @@ void *hk_realloc_impl(void *p, size_t size)
      * skips a class or two (they are 12.5 % apart: a string that grows by
      * a few bytes a step would be copied at every one of them). */
     size_t want = size;
-    if (size > old && old + old / 4 > size && old + old / 4 <= HK_MAX_REQUEST)
+    if (size > old && old + old / 4 > size && old + old / 4 <= HK_MAX_REQUEST && !sample)
         want = old + old / 4;
     /* A block that grows into a mapping of its own is placed where it can
      * grow further in place. */
-    void *q = want > HK_SMALL_MAX && want > old ? hk_large_alloc_growing(want) : hk_api_malloc(want);
+    void *q = sample                               ? hk_prof_alloc(size, 0, false, sample)
+              : want > HK_SMALL_MAX && want > old ? hk_large_alloc_growing(want)
+                                                  : hk_malloc_untracked(want);
     if (!q && want != size)
-        q = hk_api_malloc(size);
+        q = hk_malloc_untracked(size);
     if (!q)
         return NULL;
     memcpy(q, p, old < size ? old : size);
@@ -191,12 +204,48 @@ foreign:
 }
 
 /* ------------------------------------------------------------------------ */
+/* The profiler's countdown ran out (api_box.h). The return address of
+ * these is where the sample's stack starts: the program's, when the entry
+ * point jumped here, else the entry point's (prof_box skips the library's
+ * own frames after it). */
+
+HK_NOINLINE void *hk_malloc_ticked(size_t size)
+{
+    if (hk_prof_sample_now(size))
+        return hk_prof_alloc(size, 0, false, __builtin_return_address(0));
+    return hk_malloc_untracked(size);
+}
+
+HK_NOINLINE void *hk_calloc_ticked(size_t total)
+{
+    if (hk_prof_sample_now(total))
+        return hk_prof_alloc(total, 0, true, __builtin_return_address(0));
+    return hk_calloc_untracked(total);
+}
+
+HK_NOINLINE void *hk_aligned_ticked(size_t align, size_t size)
+{
+    if (size > HK_MAX_REQUEST || align > HK_MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (hk_prof_sample_now(size))
+        return hk_prof_alloc(size, align, false, __builtin_return_address(0));
+    return hk_alloc_aligned(align, size, false);
+}
+
+HK_NOINLINE void *hk_realloc_ticked(void *p, size_t size)
+{
+    return hk_realloc_impl(p, size, hk_prof_sample_now(size) ? __builtin_return_address(0) : NULL);
+}
+
+/* ------------------------------------------------------------------------ */
 /* The prefixed API. */
 
 HK_API void *hakmem_malloc(size_t size) { return hk_api_malloc(size); }
 HK_API void hakmem_free(void *p) { hk_api_free(p); }
 HK_API void *hakmem_calloc(size_t n, size_t size) { return hk_api_calloc(n, size); }
-HK_API void *hakmem_realloc(void *p, size_t size) { return hk_realloc_impl(p, size); }
+HK_API void *hakmem_realloc(void *p, size_t size) { return hk_api_realloc(p, size); }
 HK_API void *hakmem_reallocarray(void *p, size_t n, size_t size) { return hk_api_reallocarray(p, n, size); }
 HK_API int hakmem_posix_memalign(void **memptr, size_t align, size_t size)
 {
@@ -257,6 +306,7 @@ void hk_stats_view(hk_stats_view_t *v)
     s->slabs_in_use = c.slabs;
     s->heaps_live = c.heaps_live;
     s->ss_abandoned = c.ss_abandoned;
+    hk_prof_stats(&s->prof_bytes, &s->prof_samples);
     for (unsigned k = 0; k < HK_NUM_CLASSES; k++) {
         v->cls[k].block_size = hk_class_size(k);
         v->cls[k].blocks_in_use = c.cls_blocks[k];
@@ -360,10 +410,12 @@ __attribute__((constructor(101))) static void hakmem_load(void)
         box_ss_hot_prewarm_all();
 }
 
-/* At exit: the statistics if asked (HAKMEM_SS_OS_STATS, HAKMEM_STATS), and
- * the debug build's recount of the gauges. */
+/* At exit: the profiler's final profile and leak summary, the statistics
+ * if asked (HAKMEM_SS_OS_STATS, HAKMEM_STATS), and the debug build's
+ * recount of the gauges. */
 __attribute__((destructor)) static void hakmem_unload(void)
 {
+    hk_prof_at_exit();
     hk_stats_at_exit();
     hk_check_gauges();
 }

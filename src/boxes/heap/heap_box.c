@@ -27,7 +27,7 @@ static hk_heap_t g_shared_heap = {.by_size = HK_BY_SIZE_EMPTY, .cur = HK_CUR_EMP
 #undef HK_CUR_EMPTY
 #undef HK_BY_SIZE_EMPTY
 
-__thread hk_heap_t *hk_tls_heap = &g_hk_heap_empty;
+__thread hk_tls_t hk_tls = {.heap = &g_hk_heap_empty};
 uintptr_t g_hk_key[2];
 
 /* Blocks carved per refill: about a page's worth, so a slab is made

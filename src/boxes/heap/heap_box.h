@@ -69,7 +69,15 @@ extern HK_HIDDEN hk_heap_t g_hk_heap_empty;  /* every thread starts here: all li
  * path, which serves it from the shared heap under its lock. */
 extern HK_HIDDEN hk_heap_t g_hk_heap_exited;
 extern HK_HIDDEN hk_slab_t g_hk_slab_empty; /* sentinel slab: no free blocks */
-extern HK_HIDDEN __thread hk_heap_t *hk_tls_heap;
+/* The thread's words malloc's fast path reads: its heap, and the bytes
+ * left before the heap profiler's next sample (front/prof_box.h), side by
+ * side so that one TLS address serves both. */
+typedef struct hk_tls {
+    hk_heap_t *heap;
+    int64_t prof_left;
+} hk_tls_t;
+extern HK_HIDDEN __thread hk_tls_t hk_tls;
+#define hk_tls_heap (hk_tls.heap)
 /* Per-process secrets (random at init): key[0] is xored into a block's
  * address, key[1] (odd) multiplies the result. */
 extern HK_HIDDEN uintptr_t g_hk_key[2];

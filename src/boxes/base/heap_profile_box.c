@@ -104,19 +104,21 @@ static void est_add(hk_est_t *e, uint64_t size, double mean)
 
 static uint64_t round_u64(double d) { return d <= 0 ? 0 : (uint64_t)(d + 0.5); }
 
-/* jeprof turns a line "c: s" into c/P(s/c), s/P(s/c). For it to arrive at
- * our estimates (objs, bytes), with x = bytes/objs the average size: s =
- * bytes P(x), c = s / x. */
+/* jeprof turns a line "c: s" into c/P(s/c), s/P(s/c): it scales by the
+ * probability of the average size. For it to arrive at our estimates
+ * (objs, bytes), with x = bytes/objs: c = objs P(x), s = c x. c is written
+ * as an integer (the form has no fractions): rounded, both come out off by
+ * the same share, at most half a sample's worth (x/P(x) bytes, about R for
+ * small blocks). */
 static void jeprof_values(const hk_est_t *e, double mean, uint64_t *c, uint64_t *s)
 {
     *c = *s = 0;
     if (e->objs <= 0)
         return;
     double x = e->bytes / e->objs;
-    double y = x > 0 ? e->bytes * inclusion(x, mean) : 0;
-    *s = round_u64(y);
-    uint64_t cc = x > 0 ? round_u64(y / x) : round_u64(e->objs);
+    uint64_t cc = round_u64(x > 0 ? e->objs * inclusion(x, mean) : e->objs);
     *c = cc ? cc : 1;
+    *s = round_u64((double)*c * x);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -20,6 +20,13 @@
  *           exiting. Children that do not exit within 10 s fail the run.
  *           The main thread keeps 1 MiB to the end, so that every profile
  *           has samples.
+ *  caps     every allocation sampled (prof_sample:1): 32768 blocks kept,
+ *           each allocated from a call path of its own (a binary tree of
+ *           calls 15 deep), more live stacks than the profiler keeps: one
+ *           warning, the rest counted under the stack "@ 0x0" (DIR/caps.heap);
+ *           a stack 100 calls deep is cut to its 62 innermost frames
+ *           (deep_site, in the same profile); once everything is freed no
+ *           sample is left, and a new stack is recorded again.
  *  off      the profiler off: hakmem_prof_dump fails with ENOTSUP, no block
  *           is served by the profiler, its statistics are 0, and the
  *           process has one thread at the end.
@@ -366,6 +373,72 @@ static int run_threads(void)
     return 0;
 }
 
+/* ---- caps ----------------------------------------------------------------- */
+
+#define TREE_DEPTH 15
+static void *g_leaf[1 << TREE_DEPTH];
+static int g_nleaf;
+void deep_site(int depth);
+static void tree(int depth);
+
+/* Two call sites per level: each leaf's stack is its own. */
+__attribute__((noinline)) static void tree_left(int depth)
+{
+    tree(depth);
+    __asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) static void tree_right(int depth)
+{
+    tree(depth);
+    __asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) static void tree(int depth)
+{
+    if (!depth) {
+        if (!(g_leaf[g_nleaf++] = malloc(16)))
+            hk_die("malloc(16)");
+        return;
+    }
+    tree_left(depth - 1);
+    tree_right(depth - 1);
+    __asm__ volatile("" ::: "memory");
+}
+
+static void *g_deep;
+__attribute__((noinline)) void deep_site(int depth)
+{
+    if (depth)
+        deep_site(depth - 1);
+    else if (!(g_deep = malloc(64)))
+        hk_die("malloc(64)");
+    __asm__ volatile("" ::: "memory");
+}
+
+static int run_caps(void)
+{
+    struct hakmem_stats st;
+    deep_site(100); /* before the table is full */
+    tree(TREE_DEPTH);
+    dump_to("caps.heap");
+    hk_stats(&st);
+    printf("samples=%llu prof_bytes=%llu\n", (unsigned long long)st.prof_samples, (unsigned long long)st.prof_bytes);
+    fflush(stdout);
+    if (st.prof_samples < (1u << TREE_DEPTH))
+        hk_die("%llu samples live, every allocation sampled", (unsigned long long)st.prof_samples);
+    for (int i = 0; i < g_nleaf; i++)
+        free(g_leaf[i]);
+    free(g_deep);
+    hk_stats(&st);
+    if (st.prof_samples > 4)
+        hk_die("%llu samples left after the blocks were freed", (unsigned long long)st.prof_samples);
+    deep_site(3); /* a new stack: the table has room again */
+    dump_to("caps-after.heap");
+    free(g_deep);
+    return 0;
+}
+
 /* ---- off ------------------------------------------------------------------ */
 
 static int task_count(void)
@@ -414,7 +487,7 @@ static int run_off(void)
 int main(int argc, char **argv)
 {
     if (argc < 3)
-        hk_die("usage: hk_prof sites|paths|threads|off DIR");
+        hk_die("usage: hk_prof sites|paths|threads|caps|off DIR");
     hk_require_preloaded();
     g_dir = argv[2];
     g_dump = (hk_dump_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "hakmem_prof_dump");
@@ -428,5 +501,7 @@ int main(int argc, char **argv)
         return run_threads();
     if (!strcmp(argv[1], "off"))
         return run_off();
+    if (!strcmp(argv[1], "caps"))
+        return run_caps();
     hk_die("unknown scenario %s", argv[1]);
 }

@@ -17,6 +17,10 @@
 #    fork() while others sample (the children dump too): no crash, no hang
 #    (the driver's timeout), every file in the profile's form, and jeprof
 #    reads them.
+#  - the caps: more live stacks than the table keeps (32768) give one
+#    warning and a stack "@ 0x0" for the rest; a stack 100 calls deep is
+#    cut to 62 frames; freed, they leave no sample, and a new stack is
+#    recorded again.
 #  - prof off (prof_final and prof_leak set all the same): no file, nothing
 #    on stderr, no block from the profiler, one thread, hakmem_prof_dump
 #    refuses with ENOTSUP.
@@ -131,6 +135,22 @@ done
 for f in "$dir"/thr/sig.heap "$(ls "$dir"/thr/child.*.heap 2>/dev/null | head -1)"; do
   [ -f "$f" ] && ! view "$f" | grep -q '^Total: ' && bad "threads: jeprof cannot read $f"
 done
+
+# ---- caps --------------------------------------------------------------------------
+out=$(HAKMEM_CONF="prof:1,prof_sample:1" "$prog" caps "$dir" 2>"$dir/caps.err"); rc=$?
+echo "caps: $out"; cat "$dir/caps.err"
+[ $rc = 0 ] || bad "hk_prof caps exited $rc"
+[ "$(grep -c 'hakmem: warning: profiler: 32768 live stacks (the cap)' "$dir/caps.err")" = 1 ] &&
+  [ "$(wc -l < "$dir/caps.err")" = 1 ] || bad "caps: not exactly one line, the stack cap's warning, on stderr"
+if [ -f "$dir/caps.heap" ]; then
+  why=$(check_form "$dir/caps.heap") || bad "caps.heap is not a profile: $why"
+  grep -q '^@ 0x0$' "$dir/caps.heap" || bad "caps: no stack '@ 0x0' for the stacks beyond the cap"
+  deepest=$(awk '/^@ / { if (NF - 1 > m) m = NF - 1 } END { print m + 0 }' "$dir/caps.heap")
+  [ "$deepest" = 62 ] || bad "caps: the deepest stack has $deepest frames, expected 62"
+  grep -q '^@ 0x[0-9a-f]* 0x' "$dir/caps-after.heap" || bad "caps: after freeing, the new stack is not recorded"
+else
+  bad "caps: no $dir/caps.heap"
+fi
 
 # ---- off ---------------------------------------------------------------------------
 mkdir "$dir/off"

@@ -27,11 +27,13 @@ static double exp_neg(double x)
     /* x = k ln 2 + r, |r| <= ln 2 / 2: exp(x) = 2^k exp(r). */
     int64_t k = (int64_t)(x / HK_LN2 - 0.5);
     double r = (x - (double)k * HK_LN2_HI) - (double)k * HK_LN2_LO;
-    double t = 1.0, sum = 1.0;
-    for (int i = 1; i <= 14; i++) {
-        t *= r / i;
-        sum += t;
-    }
+    /* Taylor to r^14/14!, by Horner: multiplications only. */
+    static const double inv[15] = {1.0,      1.0,      1.0 / 2,  1.0 / 3,  1.0 / 4,
+                                   1.0 / 5,  1.0 / 6,  1.0 / 7,  1.0 / 8,  1.0 / 9,
+                                   1.0 / 10, 1.0 / 11, 1.0 / 12, 1.0 / 13, 1.0 / 14};
+    double sum = 1.0;
+    for (int i = 14; i >= 1; i--)
+        sum = 1.0 + r * inv[i] * sum;
     uint64_t bits = (uint64_t)(k + 1023) << 52; /* k >= -1011 here */
     double scale;
     memcpy(&scale, &bits, sizeof scale);
@@ -51,13 +53,14 @@ static double ln_unit(double u)
         m *= 0.5;
         e++;
     }
-    /* ln m = 2 atanh(z), z = (m - 1) / (m + 1), |z| <= 0.172. */
-    double z = (m - 1.0) / (m + 1.0), z2 = z * z, t = z, sum = 0.0;
-    for (int i = 1; i <= 23; i += 2) {
-        sum += t / i;
-        t *= z2;
-    }
-    return 2.0 * sum + (double)e * HK_LN2;
+    /* ln m = 2 atanh(z), z = (m - 1) / (m + 1), |z| <= 0.172: the odd
+     * series to z^23/23, by Horner in z^2. */
+    static const double inv_odd[12] = {1.0,      1.0 / 3,  1.0 / 5,  1.0 / 7,  1.0 / 9,  1.0 / 11,
+                                       1.0 / 13, 1.0 / 15, 1.0 / 17, 1.0 / 19, 1.0 / 21, 1.0 / 23};
+    double z = (m - 1.0) / (m + 1.0), z2 = z * z, sum = 0.0;
+    for (int i = 11; i >= 0; i--)
+        sum = inv_odd[i] + z2 * sum;
+    return 2.0 * z * sum + (double)e * HK_LN2;
 }
 
 int64_t hk_prof_gap(uint64_t bits53, double mean)

@@ -452,17 +452,16 @@ static int self_range_cb(struct dl_phdr_info *info, size_t size, void *arg)
 
 static bool in_self(const void *ip)
 {
-    /* 0: not known, 1: being found (by one thread; the others wait: they
-     * hold no lock here), 2: known. */
+    /* 0: not known, 1: being found by one thread (the others skip nothing
+     * meanwhile: waiting for a thread that waits for the loader's lock
+     * could wait for a thread inside dlopen that samples), 2: known. */
     int st = atomic_load_explicit(&g_self_known, memory_order_acquire);
     if (HK_UNLIKELY(st != 2)) {
         int expect = 0;
-        if (st == 0 && atomic_compare_exchange_strong(&g_self_known, &expect, 1)) {
-            dl_iterate_phdr(self_range_cb, (void *)(uintptr_t)hk_prof_alloc);
-            atomic_store_explicit(&g_self_known, 2, memory_order_release);
-        }
-        while (atomic_load_explicit(&g_self_known, memory_order_acquire) != 2)
-            sched_yield();
+        if (st != 0 || !atomic_compare_exchange_strong(&g_self_known, &expect, 1))
+            return false;
+        dl_iterate_phdr(self_range_cb, (void *)(uintptr_t)hk_prof_alloc);
+        atomic_store_explicit(&g_self_known, 2, memory_order_release);
     }
     return (uintptr_t)ip - g_self_lo < g_self_hi - g_self_lo;
 }
@@ -519,14 +518,25 @@ static const void *const *stack_frames(const void *ctx, uint32_t stack, unsigned
     return g_stacks[stack].frames;
 }
 
-/* The live samples, copied into a mapping of their own (lock held). */
-static bool snapshot_locked(hk_prof_snapshot_t *s, size_t *bytes)
+/* The innermost frame of each stack, copied for a snapshot that is read
+ * after the lock is released (the leak summary). */
+static const void *const *site_frames(const void *ctx, uint32_t stack, unsigned *depth)
+{
+    *depth = 1;
+    return (const void *const *)ctx + stack;
+}
+
+/* The live samples, copied into a mapping of their own (lock held); with
+ * `sites`, the innermost frame of every stack too, so that the snapshot
+ * can be read without the lock. */
+static bool snapshot_locked(hk_prof_snapshot_t *s, size_t *bytes, bool sites)
 {
     *s = (hk_prof_snapshot_t){.mean = g_mean, .frames = stack_frames};
     *bytes = 0;
     if (!g_blocks.n)
         return true;
-    *bytes = hk_align_up(g_blocks.n * sizeof(hk_prof_sample_t), HK_PAGE_SIZE);
+    size_t nsamples = hk_align_up(g_blocks.n * sizeof(hk_prof_sample_t), sizeof(void *));
+    *bytes = hk_align_up(nsamples + (sites ? g_stacks_used * sizeof(void *) : 0), HK_PAGE_SIZE);
     s->samples = prof_map(*bytes);
     if (!s->samples)
         return false;
@@ -534,6 +544,13 @@ static bool snapshot_locked(hk_prof_snapshot_t *s, size_t *bytes)
         const hk_pent_t *e = &g_blocks.e[i];
         if (e->key)
             s->samples[s->n++] = (hk_prof_sample_t){(uint32_t)e->b, (uint32_t)(e->b >> 32), e->a};
+    }
+    if (sites) {
+        const void **site = (const void **)((char *)s->samples + nsamples);
+        for (size_t k = 0; k < g_stacks_used; k++)
+            site[k] = g_stacks[k].depth ? g_stacks[k].frames[0] : NULL;
+        s->frames = site_frames;
+        s->ctx = site;
     }
     return true;
 }
@@ -562,7 +579,7 @@ static int dump_locked(const char *path)
     }
     hk_prof_snapshot_t s;
     size_t bytes;
-    if (!snapshot_locked(&s, &bytes)) {
+    if (!snapshot_locked(&s, &bytes, false)) {
         errno = ENOMEM;
         return -1;
     }
@@ -620,19 +637,23 @@ void hk_prof_at_exit(void)
     int saved = errno;
     char name[HK_PROF_PATH_MAX + 48];
     const char *where = NULL;
+    hk_prof_snapshot_t s;
+    size_t bytes;
     prof_lock();
     if (g_final) {
         next_name(name, sizeof name);
         if (dump_locked(name) == 0)
             where = name;
     }
-    hk_prof_snapshot_t s;
-    size_t bytes;
-    if (g_leak && snapshot_locked(&s, &bytes)) {
+    bool leak = g_leak && snapshot_locked(&s, &bytes, true);
+    prof_unlock();
+    /* Outside the lock: the line names its sites through the loader
+     * (dladdr takes the loader's lock; a thread inside dlopen may be
+     * waiting for ours). */
+    if (leak) {
         hk_prof_leak_line(&s, where);
         prof_unmap(s.samples, bytes);
     }
-    prof_unlock();
     errno = saved;
 }
 

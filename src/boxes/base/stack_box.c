@@ -416,31 +416,27 @@ typedef struct {
     int64_t cfa_off, bp_off;
 } hk_rule_t;
 
-/* The eh_frame_hdr of the object that holds pc: 1, or 0 if no loaded
- * object holds it, -1 if this C library cannot say (glibc before 2.35:
- * the walk is then libgcc's). */
-static int find_eh_frame_hdr(uintptr_t pc, const uint8_t **hdr)
+/* The eh_frame_hdr of the object that holds pc, or NULL: no object holds
+ * it (generated code; or a static program before the C library set up
+ * its object table), the object has none (a static program: libgcc finds
+ * its tables another way), or this C library cannot say (glibc before
+ * 2.35). The walk is then libgcc's. */
+static const uint8_t *find_eh_frame_hdr(uintptr_t pc)
 {
 #if HAVE_DL_FIND_OBJECT_CALL
     struct dl_find_object o;
-    if (_dl_find_object((void *)pc, &o) != 0)
-        return 0;
-    *hdr = o.dlfo_eh_frame;
-    return 1;
-#else
-    return -1;
+    if (_dl_find_object((void *)pc, &o) == 0)
+        return o.dlfo_eh_frame;
 #endif
+    return NULL;
 }
 
 /* Find the FDE of pc and run its program up to pc. */
 static hk_rule_t rule_from_tables(uintptr_t pc)
 {
     hk_rule_t r = {.kind = RULE_FALLBACK};
-    const uint8_t *hdr = NULL;
-    int found = find_eh_frame_hdr(pc, &hdr);
-    if (found == 0)
-        r.kind = RULE_END; /* not in any loaded object (generated code): libgcc stops there too */
-    if (found <= 0 || !hdr || hdr[0] != 1)
+    const uint8_t *hdr = find_eh_frame_hdr(pc);
+    if (!hdr || hdr[0] != 1)
         return r;
     const uint8_t *p = hdr + 4;
     uintptr_t eh_frame, count;
@@ -571,14 +567,16 @@ static hk_rule_t rule_of(uintptr_t ip)
 #define HK_FRAME_MAX ((uintptr_t)1 << 20)
 
 /* Walk from a frame whose return address is ip, whose caller's rsp (after
- * the return) is sp and rbp is bp. -1: a frame needs libgcc. */
-static int cfi_walk(uintptr_t ip, uintptr_t sp, uintptr_t bp, void **buf, int max, int skip)
+ * the return) is sp and rbp is bp. -1: a frame needs libgcc (*partial:
+ * the frames stored before it). */
+static int cfi_walk(uintptr_t ip, uintptr_t sp, uintptr_t bp, void **buf, int max, int skip, int *partial)
 {
     int n = 0;
     for (int depth = 0; n < max && depth < HK_STACK_MAX + skip; depth++) {
         if (depth >= skip)
             buf[n++] = (void *)ip;
         hk_rule_t r = rule_of(ip);
+        *partial = n;
         if (r.kind == RULE_FALLBACK)
             return -1;
         if (r.kind == RULE_END)
@@ -594,6 +592,20 @@ static int cfi_walk(uintptr_t ip, uintptr_t sp, uintptr_t bp, void **buf, int ma
             break;
     }
     return n;
+}
+
+/* libgcc finds a static program's tables only once its start-up code has
+ * registered them (a constructor); before that its unwinder aborts on its
+ * own frame. So it is asked only if it knows where its own frame is. */
+struct hk_eh_bases {
+    void *tbase, *dbase, *func;
+};
+extern const void *_Unwind_Find_FDE(void *pc, struct hk_eh_bases *bases);
+
+static bool libgcc_ready(void)
+{
+    struct hk_eh_bases bases;
+    return _Unwind_Find_FDE((char *)(uintptr_t)_Unwind_Backtrace + 1, &bases) != NULL;
 }
 
 HK_NOINLINE int hk_stack_capture_libgcc(void **buf, int max, int skip)
@@ -619,11 +631,11 @@ static inline __attribute__((always_inline)) int capture(void **buf, int max, in
     if (max <= 0)
         return 0;
     uintptr_t ip = (uintptr_t)fp[1];
-    int n = -1;
+    int n = -1, partial = 0;
     if (have_cfi_walk)
-        n = cfi_walk(ip, (uintptr_t)(fp + 2), (uintptr_t)fp[0], buf, max, skip);
+        n = cfi_walk(ip, (uintptr_t)(fp + 2), (uintptr_t)fp[0], buf, max, skip, &partial);
     if (n < 0 && fallback)
-        n = lg_walk(buf, max, skip, ip);
+        n = libgcc_ready() ? lg_walk(buf, max, skip, ip) : partial;
     return n;
 }
 

@@ -23,7 +23,9 @@
  * known. A frame the walk does not model (a signal frame, a CFA given by
  * an expression or by another register) hands the whole capture to
  * libgcc's _Unwind_Backtrace, which is also the walk on other
- * architectures and without _dl_find_object.
+ * architectures, without _dl_find_object, and in a fully static program
+ * (linked without eh_frame_hdr; libgcc is asked only once it knows the
+ * program's tables, which its start-up code registers).
  *
  * Owns: the walk and the rule cache (static memory: nothing to map or
  * initialise, so a capture works before main, in a signal handler, in an

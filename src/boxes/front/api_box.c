@@ -406,6 +406,7 @@ HK_API const char *hakmem_variant(void) { return config_variant_name; }
  * not inside init. */
 __attribute__((constructor(101))) static void hakmem_load(void)
 {
+    hk_prof_startup_done();
     if (hk_global_init() == 0 && !ss_release_lean() && hk_thread_start())
         box_ss_hot_prewarm_all();
 }

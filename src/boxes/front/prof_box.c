@@ -466,18 +466,29 @@ static bool in_self(const void *ip)
     return (uintptr_t)ip - g_self_lo < g_self_hi - g_self_lo;
 }
 
+/* Stacks are walked once the library's constructor has run: before, a
+ * static program's C library may still be building the table of objects
+ * the walk looks up (and allocates while it does), and libgcc may not know
+ * the program's unwind tables yet. A sample taken earlier records the
+ * frame that called the allocator only. */
+static _Atomic bool g_walk_ok;
+void hk_prof_startup_done(void) { atomic_store_explicit(&g_walk_ok, true, memory_order_release); }
+
 void *hk_prof_alloc(size_t size, size_t align, bool zero, const void *anchor)
 {
     t_prof.busy++;
     void *frames[HK_PROF_DEPTH + 16];
-    int n = hk_stack_capture(frames, HK_PROF_DEPTH + 16, 0);
+    int n = 1;
+    frames[0] = (void *)anchor;
+    if (atomic_load_explicit(&g_walk_ok, memory_order_acquire))
+        n = hk_stack_capture(frames, HK_PROF_DEPTH + 16, 0);
     int start = 0;
     for (int i = 0; i < n && i < 16; i++)
         if (frames[i] == anchor) {
             start = i;
             break;
         }
-    while (start < n && in_self(frames[start]))
+    while (start + 1 < n && in_self(frames[start]))
         start++;
     int depth = n - start < HK_PROF_DEPTH ? n - start : HK_PROF_DEPTH;
     void *p = hk_large_alloc(size ? size : 1, align, zero);

@@ -73,6 +73,9 @@ bool hk_prof_is_sampled(const void *p);
 
 /* From the process's init: read the settings. */
 void hk_prof_init(void);
+/* From the library's constructor: from now on samples walk their stacks
+ * (before, they record their caller only). */
+void hk_prof_startup_done(void);
 /* At exit: the final profile (prof_final) and the leak summary (prof_leak). */
 void hk_prof_at_exit(void);
 /* The profiler's own memory (its mappings) and its live samples. */

@@ -135,10 +135,12 @@ void *hk_realloc_impl(void *p, size_t size, const void *sample)
          * its first line is seldom in cache). */
         __builtin_prefetch(p);
         old = hk_small_usable(p);
-        if (!old || ((hk_block_t *)p)->tag == hk_block_secret(p)) {
+        /* A block of malloc(0) has usable size 0 in the debug build. */
+        bool block = old || hk_small_is_block(p);
+        if (!block || ((hk_block_t *)p)->tag == hk_block_secret(p)) {
             /* Not a block start, or a free block: handing it back in place
              * would let the caller's writes overwrite the free list. */
-            if (old)
+            if (block)
                 hk_report_misuse("realloc after free", p, "block is already free");
             else
                 hk_free_misuse(p, HK_MISUSE_INVALID);

@@ -183,12 +183,12 @@ static void prof_unlock(void)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Tables: open addressing over entries of three words, linear probing,
+/* Tables: open addressing over entries of four words, linear probing,
  * backward-shift deletion (no tombstones: a table grows only with what is
  * live). Each is its own mapping, doubled when half full. */
 
 typedef struct {
-    uint64_t key, a, b;
+    uint64_t key, a, b, c;
 } hk_pent_t;
 
 typedef struct {
@@ -225,6 +225,16 @@ static hk_pent_t *pmap_find(const hk_pmap_t *m, uint64_t key)
         if (!m->e[i].key)
             return NULL;
     }
+}
+
+/* The entry of key, or the free entry where it goes (room assured by
+ * pmap_reserve). */
+static hk_pent_t *pmap_probe(const hk_pmap_t *m, uint64_t key)
+{
+    size_t i = pmap_home(m, key);
+    while (m->e[i].key && m->e[i].key != key)
+        i = (i + 1) & (m->cap - 1);
+    return &m->e[i];
 }
 
 /* A free entry for key (room assured by pmap_reserve); keys may repeat. */
@@ -271,7 +281,8 @@ static bool pmap_reserve(hk_pmap_t *m, size_t first_cap)
     return true;
 }
 
-/* The sampled blocks: key = address, a = size, b = thread << 32 | stack. */
+/* The sampled blocks: key = address, a = size, b = thread << 32 | stack,
+ * c = the bytes it stands for (s / P(s)). */
 static hk_pmap_t g_blocks;
 /* The stacks: slots of a growing array (slot 0: the stack that counts
  * samples beyond the stack cap), indexed by hash (key = hash, a = slot). */
@@ -385,11 +396,10 @@ static void stack_unref(uint32_t slot)
 /* Remove a block's record (lock held). */
 static void forget_entry(hk_pent_t *e)
 {
-    uint64_t size = e->a;
     uint32_t slot = (uint32_t)e->b;
+    g_est_bytes -= e->c;
     pmap_delete(&g_blocks, e);
     stack_unref(slot);
-    g_est_bytes -= hk_prof_estimate_bytes(size, g_mean);
     atomic_fetch_sub_explicit(&g_hk_prof_live, 1, memory_order_relaxed);
 }
 
@@ -399,11 +409,9 @@ static void record(void *p, size_t size, const void *const *frames, unsigned dep
         return;
     if (!t_prof.tid)
         t_prof.tid = atomic_fetch_add_explicit(&g_next_tid, 1, memory_order_relaxed) + 1;
+    uint64_t est = hk_prof_estimate_bytes(size, g_mean);
     int64_t slot;
     prof_lock();
-    hk_pent_t *old = pmap_find(&g_blocks, (uintptr_t)p);
-    if (old)
-        forget_entry(old); /* a record a free from a signal handler could not remove */
     if (g_blocks.n >= HK_PROF_MAX_SAMPLES) {
         if (!g_warned_samples) {
             g_warned_samples = true;
@@ -411,11 +419,18 @@ static void record(void *p, size_t size, const void *const *frames, unsigned dep
                     "are freed");
         }
     } else if (pmap_reserve(&g_blocks, 1024) && (slot = stack_ref(frames, depth)) >= 0) {
-        hk_pent_t *e = pmap_slot(&g_blocks, (uintptr_t)p);
+        hk_pent_t *e = pmap_probe(&g_blocks, (uintptr_t)p);
+        if (e->key) { /* a record a free from a signal handler could not remove */
+            forget_entry(e);
+            e = pmap_probe(&g_blocks, (uintptr_t)p);
+        }
+        e->key = (uintptr_t)p;
+        g_blocks.n++;
         e->a = size;
         e->b = (uint64_t)t_prof.tid << 32 | (uint64_t)slot;
+        e->c = est;
         atomic_fetch_add_explicit(&g_hk_prof_live, 1, memory_order_relaxed);
-        g_est_bytes += hk_prof_estimate_bytes(size, g_mean);
+        g_est_bytes += est;
         if (g_peak_step && g_est_bytes >= g_peak_mark + g_peak_step) {
             g_peak_mark = g_est_bytes;
             int saved = errno;

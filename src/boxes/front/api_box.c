@@ -10,6 +10,7 @@
 #include "front/thread_box.h"
 #include "backend/ss_release_policy_box.h"
 #include "front/background_box.h"
+#include "heap/census_box.h"
 
 #include <fcntl.h>
 #include <strings.h>
@@ -43,7 +44,12 @@ void hk_free_other(void *p, unsigned kind)
 {
     if (!p)
         return;
-    int r = kind == HK_REG_LARGE ? hk_large_free(p) : HK_LARGE_NOT_OURS;
+    /* Not in a range of ours: a large block freed a while ago whose range
+     * went back to the OS (trim, the purge delay, eviction) is still
+     * named a double free. */
+    int r = kind == HK_REG_LARGE      ? hk_large_free(p)
+            : hk_large_recently_freed(p) ? HK_LARGE_ALREADY_FREE
+                                         : HK_LARGE_NOT_OURS;
     if (r == HK_LARGE_FREED) {
         hk_idle_tick(); /* the purge delay, on the allocator's own calls */
         return;
@@ -185,7 +191,10 @@ void *hk_realloc_impl(void *p, size_t size)
 foreign:
     /* Its size is unknown (the memory is never read): nothing can be
      * copied. The block is left as it is. */
-    hk_report_misuse("invalid realloc", p, "not a block hakmem handed out");
+    if (hk_large_recently_freed(p))
+        hk_report_misuse("realloc after free", p, "large block is already free");
+    else
+        hk_report_misuse("invalid realloc", p, "not a block hakmem handed out");
     errno = ENOMEM;
     return NULL;
 }
@@ -218,9 +227,13 @@ HK_API void hakmem_free_aligned_sized(void *p, size_t align, size_t size) { hk_a
  * gauges. */
 HK_API int hakmem_malloc_trim(size_t pad)
 {
+    /* The debug library proves around it that nothing was stranded. */
+    bool census = config_debug && hk_census_begin();
     size_t released = hk_large_trim();
     released += hk_heap_trim_all();
     released += superslab_trim();
+    if (census)
+        hk_census_end();
     hk_check_gauges();
     return released > 0;
 }

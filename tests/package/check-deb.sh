@@ -8,6 +8,9 @@
 #  - no .la file in any package;
 #  - a program linked with `pkg-config --cflags --libs hakmem-lean` runs on
 #    the installed LEAN library; the .pc variables answer;
+#  - static programs linked with `pkg-config --static --libs hakmem`: a C
+#    one without a C++ runtime, a C++ one whose failed operator new runs
+#    its new-handler and throws std::bad_alloc;
 #  - the launcher runs a program against each installed variant, and a C++
 #    program (tests/integration/t_cxx_new.cc) under `hakmem --lean`;
 #  - the man pages are installed.
@@ -156,6 +159,70 @@ done
 [ "$(pkg-config --variable=variant hakmem-lean)" = lean ] || bad "pkg-config --variable=variant hakmem-lean"
 [ "$(pkg-config --variable=lean_default hakmem-lean)" = on ] || bad "the packaged LEAN library is not LEAN by default"
 grep -q '^URL: ' "$(pkg-config --variable=pcfiledir hakmem)/hakmem.pc" || bad "hakmem.pc has no URL:"
+
+echo "== static programs: cc/c++ -static ... \$(pkg-config --static --libs hakmem)"
+slibs=$(pkg-config --static --libs hakmem)
+echo "pkg-config --static --libs hakmem: $slibs"
+cat > "$work/static.c" <<'EOC'
+#include <stdio.h>
+#include <stdlib.h>
+#include <hakmem.h>
+int main(void)
+{
+    void *p = malloc(100);
+    if (!hakmem_owns(p))
+        return 1;
+    free(p);
+    printf("%s\n", hakmem_variant());
+    return 0;
+}
+EOC
+# shellcheck disable=SC2086
+if cc -static -o "$work/static" "$work/static.c" $slibs; then
+  out=$("$work/static" 2>&1)
+  echo "static C program: $out"
+  [ "$out" = fast ] || bad "the static C program says '$out'"
+else
+  bad "cannot link a C program with cc -static \$(pkg-config --static --libs hakmem)"
+fi
+if command -v c++ >/dev/null 2>&1; then
+  cat > "$work/static.cc" <<'EOC'
+#include <cstdint>
+#include <cstdio>
+#include <new>
+#include <hakmem.h>
+static int calls;
+static void handler()
+{
+    if (++calls == 2)
+        std::set_new_handler(nullptr);
+}
+int main()
+{
+    int *p = new int(1);
+    if (!hakmem_owns(p))
+        return 1;
+    delete p;
+    std::set_new_handler(handler);
+    try {
+        volatile std::size_t huge = SIZE_MAX / 2;
+        delete[] new char[huge];
+        return 1;
+    } catch (const std::bad_alloc &) {
+        std::printf("bad_alloc after %d handler calls\n", calls);
+    }
+    return calls == 2 ? 0 : 1;
+}
+EOC
+  # shellcheck disable=SC2086
+  if c++ -static -o "$work/static-cxx" "$work/static.cc" $slibs; then
+    out=$("$work/static-cxx" 2>&1)
+    echo "static C++ program: $out"
+    [ "$out" = "bad_alloc after 2 handler calls" ] || bad "the static C++ program says '$out'"
+  else
+    bad "cannot link a C++ program with c++ -static \$(pkg-config --static --libs hakmem)"
+  fi
+fi
 
 echo "== the launcher against each installed variant"
 command -v hakmem >/dev/null || bad "hakmem is not on PATH"

@@ -186,39 +186,11 @@ else
   bad "cannot link a C program with cc -static \$(pkg-config --static --libs hakmem)"
 fi
 if command -v c++ >/dev/null 2>&1; then
-  cat > "$work/static.cc" <<'EOC'
-#include <cstdint>
-#include <cstdio>
-#include <new>
-#include <hakmem.h>
-static int calls;
-static void handler()
-{
-    if (++calls == 2)
-        std::set_new_handler(nullptr);
-}
-int main()
-{
-    int *p = new int(1);
-    if (!hakmem_owns(p))
-        return 1;
-    delete p;
-    std::set_new_handler(handler);
-    try {
-        volatile std::size_t huge = SIZE_MAX / 2;
-        delete[] new char[huge];
-        return 1;
-    } catch (const std::bad_alloc &) {
-        std::printf("bad_alloc after %d handler calls\n", calls);
-    }
-    return calls == 2 ? 0 : 1;
-}
-EOC
   # shellcheck disable=SC2086
-  if c++ -static -o "$work/static-cxx" "$work/static.cc" $slibs; then
+  if c++ -static -o "$work/static-cxx" "$s/tests/package/static_new.cc" $slibs; then
     out=$("$work/static-cxx" 2>&1)
     echo "static C++ program: $out"
-    [ "$out" = "bad_alloc after 2 handler calls" ] || bad "the static C++ program says '$out'"
+    [ "$out" = "bad_alloc after 3 handler calls" ] || bad "the static C++ program says '$out'"
   else
     bad "cannot link a C++ program with c++ -static \$(pkg-config --static --libs hakmem)"
   fi

@@ -7,11 +7,11 @@
 # library's own static archive is installed) linked with what `pkg-config
 # --static --libs` says (the build tree's .pc file, pointed at src/.libs):
 # a C program needs no C++ runtime for it.
-# Then a C++ program, both ways (`g++ -static prog.cc $(pkg-config --static
-# --libs hakmem)` as hakmem(3) says): operator new is hakmem's, and a
-# request that cannot be met runs the new-handler until it gives up, then
-# throws std::bad_alloc, which the program catches (a static libstdc++ used
-# to be left out, and the program aborted).
+# Then a C++ program (static_new.cc), both ways (`g++ -static prog.cc
+# $(pkg-config --static --libs hakmem)` as hakmem(3) says): operator new is
+# hakmem's, and a request that cannot be met runs the new-handler until it
+# gives up, then throws std::bad_alloc, which the program catches (a static
+# libstdc++'s were once left out, and the program aborted).
 # Skips (77) when configure did not build the archives, or with no C
 # compiler; the C++ part is left out (said so) without a C++ compiler.
 
@@ -62,37 +62,6 @@ int main(void)
 }
 EOC
 
-cat > "$tmp/prog.cc" <<'EOC'
-#include <cstdint>
-#include <cstdio>
-#include <new>
-#include <hakmem.h>
-static int calls;
-static void handler()
-{
-    if (++calls == 3)
-        std::set_new_handler(nullptr);
-}
-int main()
-{
-    int *p = new int(5);
-    if (!hakmem_owns(p)) {
-        std::printf("operator new is not hakmem's\n");
-        return 1;
-    }
-    delete p;
-    std::set_new_handler(handler);
-    try {
-        volatile std::size_t huge = SIZE_MAX / 2;
-        char *q = new char[huge];
-        std::printf("new char[%zu] returned %p\n", (std::size_t)huge, (void *)q);
-        return 1;
-    } catch (const std::bad_alloc &) {
-        std::printf("bad_alloc after %d handler calls\n", calls);
-    }
-    return calls == 3 ? 0 : 1;
-}
-EOC
 cxx=${CXX:-c++}
 command -v "$cxx" >/dev/null 2>&1 || { echo "note: no C++ compiler ($cxx): the C++ program is not tested"; cxx=; }
 
@@ -121,9 +90,9 @@ for v in fast lean debug; do
       cxx-*) [ -n "$cxx" ] || continue; want="bad_alloc after 3 handler calls" ;;
     esac
     case $mode in
-      cxx-archive) set -- "$cxx" -o "$tmp/prog-$v-$mode" "$tmp/prog.cc" "$b/src/.libs/$a" -lpthread ;;
+      cxx-archive) set -- "$cxx" -o "$tmp/prog-$v-$mode" "$s/tests/package/static_new.cc" "$b/src/.libs/$a" -lpthread ;;
       # shellcheck disable=SC2086
-      cxx-static) set -- "$cxx" -static -o "$tmp/prog-$v-$mode" "$tmp/prog.cc" $libs ;;
+      cxx-static) set -- "$cxx" -static -o "$tmp/prog-$v-$mode" "$s/tests/package/static_new.cc" $libs ;;
     esac
     if ! "$@" -I"$s/src" >"$tmp/cc.log" 2>&1; then
       case $mode in *static) if grep -q 'cannot find -l' "$tmp/cc.log"; then

@@ -75,9 +75,16 @@ cat "$work/lintian.log"
 if grep -q '^E: ' "$work/lintian.log" || [ $lrc -ne 0 ]; then
   bad "lintian reports errors (exit $lrc)"
 fi
-# Every warning that remains must be explained in debian/README.source.
-for tag in $(sed -n 's/^W: [^ ]* [^ ]*: *\([a-z0-9-]*\).*/\1/p; s/^W: [^:]*: \([a-z0-9-]*\).*/\1/p' "$work/lintian.log" | sort -u); do
-  grep -q "$tag" "$s/debian/README.source" || bad "lintian warning $tag is not explained in debian/README.source"
+# Every warning and info tag that remains must be explained in
+# debian/README.source.
+for tag in $(sed -n 's/^[WI]: [^ ]* [^ ]*: *\([a-z0-9-]*\).*/\1/p; s/^[WI]: [^:]*: \([a-z0-9-]*\).*/\1/p' "$work/lintian.log" | sort -u); do
+  grep -q "$tag" "$s/debian/README.source" || bad "lintian tag $tag is not explained in debian/README.source"
+done
+# The libraries are compiled with dpkg-buildflags' hardening flags
+# (README.source says so, to explain hardening-no-fortify-functions).
+for f in $(dpkg-buildflags --get CPPFLAGS) -fstack-protector-strong; do
+  grep -E 'libtool: compile: .* -c src/boxes/base/env_box.c  -fPIC' "$work/build.log" | grep -q -- "$f" ||
+    bad "the libraries are not compiled with $f (dpkg-buildflags)"
 done
 
 echo "== dpkg -i, each library package alone"
@@ -125,6 +132,11 @@ dpkg -l $pkgs | grep '^ii' | awk '{print "    " $2 " " $3 " " $4}'
 if dpkg -L $pkgs | grep '\.la$'; then bad "a .la file is installed"; fi
 for m in /usr/share/man/man3/hakmem.3.gz /usr/share/man/man1/hakmem.1.gz /usr/share/man/man1/rss-trace.1.gz; do
   [ -f "$m" ] || bad "$m is not installed"
+done
+for p in libhakmem0 libhakmem-lean0 libhakmem-debug0; do
+  for d in README NEWS; do
+    [ -f "/usr/share/doc/$p/$d" ] || [ -f "/usr/share/doc/$p/$d.gz" ] || bad "/usr/share/doc/$p/$d is not installed"
+  done
 done
 
 echo "== a program linked with pkg-config --libs hakmem-lean"
@@ -209,6 +221,13 @@ for opt in "" --lean --debug; do
   [ -f "$lib" ] || bad "hakmem --which $opt: $lib does not exist"
 done
 out=$(hakmem --version); [ "$out" = "hakmem $version" ] || bad "hakmem --version: $out"
+out=$(HAKMEM_SS_MEM_LEAN=1 hakmem -- "$work/dlprobe" 2>&1)
+[ "$out" = lean ] || bad "HAKMEM_SS_MEM_LEAN=1 hakmem -- dlprobe gives '$out' (want lean)"
+out=$(hakmem --conf lean:1 -- "$work/dlprobe" 2>&1)
+[ "$out" = lean ] || bad "hakmem --conf lean:1 -- dlprobe gives '$out' (want lean)"
+out=$(hakmem no-such-command-$$ 2>&1); rc=$?
+[ $rc -eq 127 ] && [ "$out" = "hakmem: no-such-command-$$: command not found" ] ||
+  bad "hakmem no-such-command: exit $rc, '$out'"
 # The packages are built with the counters: --stats prints the statistics
 # at exit (the human form), counters included.
 out=$(hakmem --stats -- "$work/dlprobe" 2>&1 >/dev/null)

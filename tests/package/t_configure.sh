@@ -11,8 +11,10 @@ set -u
 s=${abs_top_srcdir:?run through make check}
 [ -x "$s/configure" ] || { echo "SKIP: no configure script in $s"; exit 77; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hk_conf.XXXXXX") || exit 99
-trap 'rm -rf "$tmp"' EXIT INT TERM
+# (a read-only source tree, as in make distcheck, gives read-only copies)
+trap 'chmod -R u+w "$tmp"; rm -rf "$tmp"' EXIT INT TERM
 cp -R "$s/configure" "$s/build-aux" "$s/src" "$tmp/" || exit 99
+chmod -R u+w "$tmp"
 cd "$tmp" || exit 99
 fail=0
 # run CONF: configure's output in $out

@@ -135,7 +135,11 @@ void hk_slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls);
 bool hk_slab_serves(const hk_slab_t *s, unsigned cls);
 /* Carve fresh blocks onto the free list (a page's worth, at least one);
  * false if the slab is carved whole. */
-bool hk_slab_carve(hk_slab_t *s, hk_superslab_t *ss);
+bool hk_slab_carve_more(hk_slab_t *s, hk_superslab_t *ss);
+HK_INLINE bool hk_slab_carve(hk_slab_t *s, hk_superslab_t *ss)
+{
+    return s->reserved < s->capacity && hk_slab_carve_more(s, ss);
+}
 /* Forget a slab's class: every free into it is refused from now on. */
 void hk_slab_clear(hk_slab_t *s);
 

@@ -69,7 +69,7 @@ expect_125 "no command" $l --stats
 expect_125 "--lean --debug" $l --lean --debug true
 expect_125 "--conf without a value" $l --conf
 expect_125 "--prof-sample without a value" $l --prof-sample
-expect_125 "--profile into a missing directory" $l --prof-prefix "$tmp/nodir/p" true
+expect_125 "--profile into a missing directory" $l --prof-prefix "$tmp/nodir/p" "$probe"
 sed "s|^libdir=.*|libdir='$tmp/empty'|" "$script" > "$tmp/hakmem-none"
 expect_125 "library not installed" sh "$tmp/hakmem-none" true
 expect_125 "--which of a missing library" sh "$tmp/hakmem-none" --which --debug

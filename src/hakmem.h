@@ -104,6 +104,8 @@ struct hakmem_stats {
     uint64_t slabs_in_use;         /* 64 KiB slabs serving a size class */
     uint64_t heaps_live;           /* thread heaps in use */
     uint64_t ss_abandoned;         /* superslabs of exited threads not yet adopted */
+    uint64_t thp_advise;           /* counters: superslabs asked to be huge pages (thp:1) */
+    uint64_t thp_kept_whole;       /* parts of huge-page superslabs not given back (thp:1) */
 };
 
 /* Fill *out. size: sizeof(struct hakmem_stats) (or the older size, up to

@@ -56,6 +56,8 @@ warns "allowed an integer from 0 to 64" HAKMEM_CONF=prewarm_ss:65
 warns "allowed FREE, DONTNEED or OFF" HAKMEM_CONF=decommit:sideways
 warns "allowed a size from 0 to 32768 bytes" HAKMEM_PREWARM_CLASS_MAX=64K
 warns "allowed a size from 0 to 1048576 MiB" HAKMEM_CONF=lean_target:101%
+warns "allowed 1/0, true/false, yes/no or on/off" HAKMEM_THP=huge
+warns "closest is thp" HAKMEM_CONF=tph:1
 
 # dumped VAR=VALUE... -- TEXT...: no warning, and the dump has each TEXT
 dumped() {
@@ -99,6 +101,10 @@ dumped HAKMEM_CONF=verbose:yes,large_cache_mb:1G -- "HAKMEM_LARGE_CACHE_MB=1.00 
   "precedence: HAKMEM_* variable > HAKMEM_CONF > built-in conf (--with-conf) > default"
 dumped "HAKMEM_CONF=large_cache_mb:64" HAKMEM_LARGE_CACHE_MB=32 -- "HAKMEM_LARGE_CACHE_MB=32.00 MiB (environment)"
 dumped "HAKMEM_CONF=purge_delay_ms:250,background:off" -- "HAKMEM_PURGE_DELAY_MS=250 (HAKMEM_CONF)" "HAKMEM_BACKGROUND=0 (HAKMEM_CONF)"
+# Huge pages: off by default; the key, the variable over it, the sysfs root.
+dumped -- "HAKMEM_THP=0 (default)"
+dumped "HAKMEM_CONF=thp:yes,sysfs_root:$tmp" -- "HAKMEM_THP=1 (HAKMEM_CONF)" "HAKMEM_SYSFS_ROOT=\"$tmp\" (HAKMEM_CONF)"
+dumped HAKMEM_CONF=thp:on HAKMEM_THP=off -- "HAKMEM_THP=0 (environment)"
 dumped "HAKMEM_CONF= lean_target_mb : 512K , decommit: dontneed" -- "HAKMEM_SS_MEM_LEAN_TARGET_MB=512.00 KiB (HAKMEM_CONF" \
   "HAKMEM_SS_MEM_LEAN_DECOMMIT=DONTNEED (HAKMEM_CONF)"
 if [ "$variant" = fast ]; then

@@ -267,7 +267,11 @@ def discover(libdir, notes, bindir=None, peer_dirs=(), peer_specs=()):
                             ("dontneed", {"HAKMEM_SS_MEM_LEAN": "1",
                                           "HAKMEM_SS_MEM_LEAN_DECOMMIT": "DONTNEED"}),
                             ("nodecommit", {"HAKMEM_SS_MEM_LEAN": "1",
-                                            "HAKMEM_SS_MEM_LEAN_DECOMMIT": "OFF"})):
+                                            "HAKMEM_SS_MEM_LEAN_DECOMMIT": "OFF"}),
+                            # LEAN FREE on huge pages: whole superslabs go back
+                            ("free-thp", {"HAKMEM_SS_MEM_LEAN": "1",
+                                          "HAKMEM_SS_MEM_LEAN_DECOMMIT": "FREE",
+                                          "HAKMEM_THP": "1"})):
             e = {"LD_PRELOAD": lean}
             e.update(env)
             found.append(Alloc("hakmem-lean-" + suffix, e, lib=lean, hakmem=True))
@@ -282,7 +286,7 @@ def discover(libdir, notes, bindir=None, peer_dirs=(), peer_specs=()):
 def default_set(found, purpose):
     names = [a.name for a in found]
     if purpose == "run":
-        skip = {"hakmem-lean-off", "hakmem-debug"}
+        skip = {"hakmem-lean-off", "hakmem-lean-free-thp", "hakmem-debug"}
         return [n for n in names if n not in skip]
     if purpose == "soak":
         return [n for n in names if n.startswith("hakmem") and n != "hakmem-debug"]
@@ -893,6 +897,8 @@ def header_lines(args, allocs, base, cmdline):
              "- date: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"),
              "- host: %s, %d CPUs online, kernel %s" % ("this machine",
                                                      os.cpu_count() or 0, os.uname().release),
+             ("- load average at the start (1, 5, 15 min): %.2f %.2f %.2f" % args.load_start)
+             if getattr(args, "load_start", None) else "- load average at the start: -",
              "- load average at the end (1, 5, 15 min): %.2f %.2f %.2f (other work on the machine"
              " shows here)" % os.getloadavg(),
              "- baseline for ratios: %s" % (base or "none")]
@@ -1287,6 +1293,7 @@ def main(argv):
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     args.cmdline = " ".join(shlex.quote(a) for a in ["bench/harness.py"] + argv)
+    args.load_start = os.getloadavg()
     b = args.builddir or os.path.dirname(here)
     args.bindir = os.path.abspath(args.bindir or os.path.join(b, "bench"))
     args.libdir = os.path.abspath(args.libdir or os.path.join(b, "src", ".libs"))

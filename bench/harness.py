@@ -193,7 +193,7 @@ def find_lib(soname):
 
 # bench/floor_malloc.c replaces malloc and free only, for one thread: the
 # workloads whose loop calls nothing else.
-FLOOR_WORKLOADS = ("random_mixed", "skewed", "fill")
+FLOOR_WORKLOADS = ("random_mixed", "skewed")
 
 
 def parse_peer_specs(specs, origin):

@@ -773,6 +773,40 @@ def newest_report(res, wls, allocs):
     return "\n".join(text)
 
 
+THP_PAIRS = (("hakmem", "hakmem-thp"), ("hakmem-lean-free", "hakmem-lean-free-thp"))
+
+
+def thp_report(res, wls, names):
+    """The trade of thp:1, from this run's medians: each hakmem mode with
+    and without huge pages, time, page faults, peak RSS and the huge pages
+    still mapped at the end. None unless a pair ran."""
+    pairs = [(a, b) for a, b in THP_PAIRS if a in names and b in names]
+    if not pairs:
+        return None
+
+    def m(wl, a, f):
+        v = [x for x in res.vals(wl, a, f) if x >= 0]
+        return med(v) if v and not res.failed(wl, a) else None
+
+    rows = []
+    for wl in wls:
+        for a, b in pairs:
+            t0, t1 = m(wl, a, "time_s"), m(wl, b, "time_s")
+            f0, f1 = m(wl, a, "minor_faults"), m(wl, b, "minor_faults")
+            r0, r1 = m(wl, a, "peak_rss_kib"), m(wl, b, "peak_rss_kib")
+            h1 = m(wl, b, "end_anonhuge_kib")
+            if None in (t0, t1, f0, f1, r0, r1):
+                continue
+            rows.append([wl, "%s -> %s" % (a, b), "%.3f -> %.3f (%s)" % (t0, t1, fmt_ratio(t1, t0)),
+                         "%d -> %d (%s)" % (f0, f1, fmt_ratio(f1, f0)),
+                         "%.1f -> %.1f (%+.1f)" % (r0 / 1024.0, r1 / 1024.0, (r1 - r0) / 1024.0),
+                         "-" if h1 is None else "%.1f" % (h1 / 1024.0)])
+    if not rows:
+        return None
+    return md_table(["workload", "without -> with thp:1", "time s (ratio)", "minor faults (ratio)",
+                     "peak RSS MiB (difference)", "end AnonHugePages MiB"], rows)
+
+
 LEAN_BYTES = ("hakmem-lean-free", "hakmem-lean-dontneed", "hakmem")
 
 
@@ -891,6 +925,18 @@ def plot_lines(outdir, name, series, title, notes):
 # --------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------
+def thp_mode_text():
+    """The system's transparent hugepage settings, as sysfs shows them."""
+    parts = []
+    for f in ("enabled", "defrag"):
+        try:
+            with open("/sys/kernel/mm/transparent_hugepage/" + f) as fh:
+                parts.append("%s: %s" % (f, fh.read().strip()))
+        except OSError:
+            parts.append("%s: unreadable" % f)
+    return "/sys/kernel/mm/transparent_hugepage " + ", ".join(parts)
+
+
 def header_lines(args, allocs, base, cmdline):
     lines = ["# hakmem benchmark report", "",
              "- command: `%s`" % cmdline,
@@ -901,6 +947,7 @@ def header_lines(args, allocs, base, cmdline):
              if getattr(args, "load_start", None) else "- load average at the start: -",
              "- load average at the end (1, 5, 15 min): %.2f %.2f %.2f (other work on the machine"
              " shows here)" % os.getloadavg(),
+             "- transparent huge pages: %s" % thp_mode_text(),
              "- baseline for ratios: %s" % (base or "none")]
     try:
         rev = subprocess.run(["git", "-C", args.srcdir, "log", "-1", "--format=%h %s"],
@@ -996,6 +1043,11 @@ def cmd_run(args):
     t = targets_report(res, names)
     if t:
         out += ["## Targets", "", t, ""]
+    t = thp_report(res, wls, names)
+    if t:
+        out += ["## Huge pages (thp:1): the trade", "",
+                "Medians of this run; the system's THP mode decides whether thp:1 asks for"
+                " anything (%s)." % thp_mode_text(), "", t, ""]
     t = lean_bytes_report(res, wls, names) if args.stats else None
     if t:
         out += ["## Where hakmem's bytes are (--stats), beside glibc's peak RSS", "",

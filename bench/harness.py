@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -467,8 +468,10 @@ def run_once(args, alloc, wl, mode, extra=None, timeout=None):
         # the wrong allocator. Refuse instead.
         raise RunError("preload library %s does not exist" % pre)
     try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         p = subprocess.run(argv, env=env, capture_output=True, text=True,
                            errors="replace", timeout=timeout)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     except subprocess.TimeoutExpired:
         raise RunError("timed out after %d s" % timeout)
     except OSError as e:
@@ -480,7 +483,14 @@ def run_once(args, alloc, wl, mode, extra=None, timeout=None):
         raise RunError(("exit status %d %s" % (p.returncode, tail)).strip())
     if "cannot be preloaded" in p.stderr:
         raise RunError("ld.so did not preload %s" % pre)
-    return parse_output(wl, p.stdout, p.stderr)
+    r = parse_output(wl, p.stdout, p.stderr)
+    # CPU seconds of the whole program (all threads, start-up and drain
+    # included; the runs are one at a time, so the children's usage grew
+    # by this run's alone). On a busy machine a program waits for a CPU
+    # without its CPU time growing: for one thread, a figure that other
+    # work disturbs far less than the loop's wall-clock time.
+    r["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return r
 
 
 def strace_counts(args, alloc, wl, mode):
@@ -730,7 +740,8 @@ def newest_report(res, wls, allocs):
         return med(v) if v and not res.failed(wl, a) else None
 
     header = ["workload", "best newest peer", "its Mops/s"] + ["%s / best" % n for n in ours] + \
-        ["peak RSS MiB: best, " + ", ".join(ours) + (", glibc" if "glibc" in [a.name for a in allocs] else ""),
+        ["CPU s (whole program): best, " + ", ".join(ours),
+         "peak RSS MiB: best, " + ", ".join(ours) + (", glibc" if "glibc" in [a.name for a in allocs] else ""),
          "minor faults: best, " + ", ".join(ours)]
     rows, logs = [], {n: [] for n in ours}
     worst = {n: None for n in ours}
@@ -748,6 +759,8 @@ def newest_report(res, wls, allocs):
                 logs[n].append(math.log(t / bt))
                 if worst[n] is None or t / bt < worst[n][0]:
                     worst[n] = (t / bt, wl)
+        cpu = [m(wl, best, "cpu_s")] + [m(wl, n, "cpu_s") for n in ours]
+        row.append(", ".join("-" if v is None else "%.3f" % v for v in cpu))
         rss = [m(wl, best, "peak_rss_kib")] + [m(wl, n, "peak_rss_kib") for n in ours]
         if "glibc" in [a.name for a in allocs]:
             rss.append(m(wl, "glibc", "peak_rss_kib"))
@@ -758,7 +771,7 @@ def newest_report(res, wls, allocs):
     if not rows:
         return None
     gm = {n: math.exp(sum(v) / len(v)) if v else None for n, v in logs.items()}
-    rows.append(["geomean (counted)", "", ""] + [("%.2fx" % gm[n]) if gm[n] else "-" for n in ours] + ["", ""])
+    rows.append(["geomean (counted)", "", ""] + [("%.2fx" % gm[n]) if gm[n] else "-" for n in ours] + ["", "", ""])
     text = [md_table(header, rows), ""]
     trows = []
     for n in ours:
@@ -1069,7 +1082,7 @@ def cmd_run(args):
                 continue
             row = {"workload": wl, "allocator": a, "ok": int(not res.failed(wl, a))}
             for f in ("throughput", "peak_rss_kib", "end_rss_kib", "end_lazyfree_kib",
-                      "end_anonhuge_kib", "minor_faults", "time_s", "burst_before_kib", "burst_after_kib",
+                      "end_anonhuge_kib", "minor_faults", "time_s", "cpu_s", "burst_before_kib", "burst_after_kib",
                       "burst_after_lazyfree_kib", "burst_delta_kib"):
                 v = res.vals(wl, a, f)
                 if v:

@@ -145,7 +145,7 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
 /* The rest of a malloc's slow path, heap's lock held (and released). */
 static HK_NOINLINE void *heap_alloc_slow_locked(hk_heap_t *heap, unsigned cls)
 {
-    heap->slow_calls++;
+    __atomic_store_n(&heap->slow_calls, heap->slow_calls + 1, __ATOMIC_RELAXED); /* the sweep reads it */
     void *p = heap_alloc_locked(heap, cls);
     hk_heap_unlock(heap);
     if (HK_UNLIKELY(!p) && hk_release_cached() > 0) {
@@ -221,7 +221,7 @@ void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls, hk_thread_start_t start)
 void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab, hk_block_t *b)
 {
     hk_heap_lock(heap);
-    heap->slow_calls++;
+    __atomic_store_n(&heap->slow_calls, heap->slow_calls + 1, __ATOMIC_RELAXED); /* the sweep reads it */
     hk_reclaim_free_locked(heap, slab, b);
     hk_reclaim_flush_pending(heap, false);
     hk_heap_unlock(heap);

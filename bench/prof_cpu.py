@@ -78,6 +78,7 @@ def main():
     ap.add_argument("--builddir", default=".")
     ap.add_argument("--reps", type=int, default=11)
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--csv", default=None, help="write every run here (workload,rep,allocator,clock,cpu)")
     args = ap.parse_args()
     b = os.path.abspath(args.builddir)
     lib = os.path.join(b, "src", ".libs", "libhakmem.so")
@@ -87,6 +88,7 @@ def main():
         configs += [("jemalloc", {"LD_PRELOAD": je}), ("jemalloc prof:true", {"LD_PRELOAD": je, "MALLOC_CONF": "prof:true"})]
     wls = [w for w in args.workloads.split(",") if w]
     res = {(w, c[0]): [] for w in wls for c in configs}
+    runs = []
     for rep in range(args.reps):
         for w in wls:
             argv = [os.path.join(b, "bench", WORKLOADS[w][0])] + WORKLOADS[w][1:]
@@ -94,7 +96,13 @@ def main():
             for name, env in configs[k:] + configs[:k]:
                 ops, wall, cpu = run(argv, env)
                 res[(w, name)].append((ops / wall / 1e6, ops / cpu / 1e6))
+                runs.append((w, rep + 1, name, ops / wall / 1e6, ops / cpu / 1e6))
         sys.stderr.write("rep %d/%d done\n" % (rep + 1, args.reps))
+    if args.csv:
+        with open(args.csv, "w") as f:
+            f.write("workload,rep,allocator,mops_clock,mops_cpu\n")
+            for r in runs:
+                f.write("%s,%d,%s,%.3f,%.3f\n" % r)
     load = os.getloadavg()
     print("- command: `bench/prof_cpu.py %s`" % " ".join(sys.argv[1:]))
     print("- %d interleaved repetitions; load average at the end %.1f %.1f %.1f; %s" %

@@ -44,9 +44,13 @@ void hk_free_other(void *p, unsigned kind)
 {
     if (!p)
         return;
-    /* A sampled block is a large block: its record goes before the block,
-     * so that no other thread's sample at the same address can be taken
-     * for it. */
+    if (kind == HK_REG_SAMPLED) {
+        hk_prof_free_pooled(p);
+        return;
+    }
+    /* A large block may be a sample: its record goes before the block, so
+     * that no other thread's sample at the same address can be taken for
+     * it. */
     if (kind == HK_REG_LARGE && hk_prof_may_own())
         hk_prof_forget(p);
     /* Not in a range of ours: a large block freed a while ago whose range
@@ -71,8 +75,8 @@ size_t hk_usable_other(void *p, unsigned kind)
 {
     if (!p)
         return 0;
-    if (kind == HK_REG_LARGE) {
-        size_t s = hk_large_usable(p);
+    if (kind == HK_REG_LARGE || kind == HK_REG_SAMPLED) {
+        size_t s = kind == HK_REG_LARGE ? hk_large_usable(p) : hk_prof_usable_pooled(p);
         if (s)
             return s;
     }
@@ -177,6 +181,16 @@ void *hk_realloc_impl(void *p, size_t size, const void *sample)
             if (!hk_large_was_freed(p))
                 goto foreign;
             hk_report_misuse("realloc after free", p, "large block is already free");
+            errno = ENOMEM;
+            return NULL;
+        }
+    } else if (kind == HK_REG_SAMPLED) {
+        /* A sampled block of the profiler's pool: it moves, as above. */
+        old = hk_prof_usable_pooled(p);
+        if (!old) {
+            if (!hk_prof_owns_pooled(p))
+                goto foreign;
+            hk_report_misuse("realloc after free", p, "sampled block is already free");
             errno = ENOMEM;
             return NULL;
         }
@@ -296,6 +310,8 @@ HK_API int hakmem_owns(const void *p)
         return hk_small_is_block(p); /* not the usable size: malloc(0)'s is 0 in the debug build */
     if (kind == HK_REG_LARGE)
         return hk_large_usable(p) != 0;
+    if (kind == HK_REG_SAMPLED)
+        return hk_prof_owns_pooled(p);
     return 0;
 }
 
@@ -321,7 +337,11 @@ void hk_stats_view(hk_stats_view_t *v)
     s->slabs_in_use = c.slabs;
     s->heaps_live = c.heaps_live;
     s->ss_abandoned = c.ss_abandoned;
-    hk_prof_stats(&s->prof_bytes, &s->prof_samples);
+    /* The profiler's pooled samples are blocks in use too, a page each. */
+    uint64_t pooled;
+    hk_prof_stats(&s->prof_bytes, &s->prof_samples, &pooled);
+    s->bytes_allocated += pooled;
+    s->bytes_active += pooled;
     for (unsigned k = 0; k < HK_NUM_CLASSES; k++) {
         v->cls[k].block_size = hk_class_size(k);
         v->cls[k].blocks_in_use = c.cls_blocks[k];

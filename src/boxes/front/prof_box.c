@@ -8,6 +8,7 @@
 #include "base/stack_box.h"
 #include "hakmem.h"
 #include "os/ss_os_acquire_box.h"
+#include "os/ss_registry_box.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -403,14 +404,68 @@ static void forget_entry(hk_pent_t *e)
     atomic_fetch_sub_explicit(&g_hk_prof_live, 1, memory_order_relaxed);
 }
 
-static void record(void *p, size_t size, const void *const *frames, unsigned depth)
+/* ------------------------------------------------------------------------ */
+/* The pool of sampled small blocks (see the header): chunks of 2 MiB, cut
+ * into pages from the front; freed pages on a stack of addresses in a
+ * mapping of its own, which always has room for every page of the pool. */
+
+static uintptr_t g_pool_next, g_pool_end; /* the pages of the last chunk not handed out yet */
+static uintptr_t *g_pool_free;
+static size_t g_pool_free_n, g_pool_free_cap, g_pool_pages, g_pool_live;
+#define HK_POOL_CHUNK_PAGES (HK_SS_SIZE / HK_PAGE_SIZE)
+
+/* A page for a sampled block (lock held), or 0 without memory; *fresh: a
+ * page never handed out, still zero. */
+static uintptr_t pool_take(bool *fresh)
+{
+    *fresh = false;
+    if (g_pool_free_n)
+        return g_pool_free[--g_pool_free_n];
+    if (g_pool_next == g_pool_end) {
+        size_t cap = g_pool_pages + HK_POOL_CHUNK_PAGES;
+        uintptr_t *stack = prof_map(cap * sizeof *stack);
+        void *chunk = stack ? hk_os_map_aligned(HK_SS_SIZE, HK_SS_SIZE) : NULL;
+        if (!chunk) {
+            prof_unmap(stack, cap * sizeof *stack);
+            return 0;
+        }
+        atomic_fetch_add_explicit(&g_mapped, HK_SS_SIZE, memory_order_relaxed);
+        prof_unmap(g_pool_free, g_pool_free_cap * sizeof *g_pool_free); /* empty: nothing to copy */
+        g_pool_free = stack;
+        g_pool_free_cap = cap;
+        g_pool_pages = cap;
+        hk_os_registry_set((uintptr_t)chunk, HK_SS_SIZE, HK_REG_SAMPLED);
+        g_pool_next = (uintptr_t)chunk;
+        g_pool_end = g_pool_next + HK_SS_SIZE;
+    }
+    *fresh = true;
+    uintptr_t p = g_pool_next;
+    g_pool_next += HK_PAGE_SIZE;
+    return p;
+}
+
+/* Was p handed out by the pool (live or freed)? A page start below the
+ * pages not handed out yet. */
+static bool pool_handed_out(uintptr_t p)
+{
+    if (p & (HK_PAGE_SIZE - 1))
+        return false;
+    return (p & ~HK_SS_MASK) != ((g_pool_end - 1) & ~HK_SS_MASK) || p < g_pool_next;
+}
+
+/* Record a sample of `size` bytes at p; p NULL: a page of the pool, taken
+ * here. Returns the block (NULL if not recorded: the cap, or no memory;
+ * the caller then allocates without recording). */
+static void *record(void *p, size_t size, bool zero, const void *const *frames, unsigned depth)
 {
     if (t_prof.in_lock) /* a signal handler's malloc on a thread inside the profiler */
-        return;
+        return p;
     if (!t_prof.tid)
         t_prof.tid = atomic_fetch_add_explicit(&g_next_tid, 1, memory_order_relaxed) + 1;
     uint64_t est = hk_prof_estimate_bytes(size, g_mean);
     int64_t slot;
+    bool fresh = true, pooled = !p;
+    void *block = p;
     prof_lock();
     if (g_blocks.n >= HK_PROF_MAX_SAMPLES) {
         if (!g_warned_samples) {
@@ -418,7 +473,10 @@ static void record(void *p, size_t size, const void *const *frames, unsigned dep
             hk_warn("profiler: 1048576 sampled blocks live (the cap); new samples are not recorded until some "
                     "are freed");
         }
-    } else if (pmap_reserve(&g_blocks, 1024) && (slot = stack_ref(frames, depth)) >= 0) {
+    } else if (pmap_reserve(&g_blocks, 1024) && (!pooled || (p = (void *)pool_take(&fresh))) &&
+               (slot = stack_ref(frames, depth)) >= 0) {
+        block = p;
+        g_pool_live += pooled;
         hk_pent_t *e = pmap_probe(&g_blocks, (uintptr_t)p);
         if (e->key) { /* a record a free from a signal handler could not remove */
             forget_entry(e);
@@ -437,8 +495,13 @@ static void record(void *p, size_t size, const void *const *frames, unsigned dep
             dump_locked(NULL);
             errno = saved;
         }
+    } else if (pooled && p) {
+        g_pool_free[g_pool_free_n++] = (uintptr_t)p; /* no room for its stack: back to the pool */
     }
     prof_unlock();
+    if (block && pooled && zero && !fresh)
+        memset(block, 0, size);
+    return block;
 }
 
 /* The code of this library when it is a shared object, whose frames a
@@ -506,9 +569,16 @@ void *hk_prof_alloc(size_t size, size_t align, bool zero, const void *anchor)
     while (start + 1 < n && in_self(frames[start]))
         start++;
     int depth = n - start < HK_PROF_DEPTH ? n - start : HK_PROF_DEPTH;
-    void *p = hk_large_alloc(size ? size : 1, align, zero);
-    if (p)
-        record(p, size, (const void *const *)frames + start, (unsigned)depth);
+    const void *const *stack = (const void *const *)frames + start;
+    void *p = NULL;
+    if (size <= HK_PAGE_SIZE && align <= HK_PAGE_SIZE)
+        p = record(NULL, size, zero, stack, (unsigned)depth);
+    if (!p) { /* a large block, or the pool had no page (it is then not recorded) */
+        bool large = size > HK_PAGE_SIZE || align > HK_PAGE_SIZE;
+        p = hk_large_alloc(size ? size : 1, align, zero);
+        if (p && large)
+            record(p, size, zero, stack, (unsigned)depth);
+    }
     t_prof.busy--;
     return p;
 }
@@ -531,6 +601,49 @@ bool hk_prof_is_sampled(const void *p)
         return false;
     prof_lock();
     bool r = pmap_find(&g_blocks, (uintptr_t)p) != NULL;
+    prof_unlock();
+    return r;
+}
+
+void hk_prof_free_pooled(void *p)
+{
+    if (t_prof.in_lock) /* a signal handler's free inside the profiler: the page stays */
+        return;
+    prof_lock();
+    hk_pent_t *e = pmap_find(&g_blocks, (uintptr_t)p);
+    bool freed = pool_handed_out((uintptr_t)p);
+    if (e) {
+        forget_entry(e);
+        g_pool_free[g_pool_free_n++] = (uintptr_t)p;
+        g_pool_live--;
+    }
+    prof_unlock();
+    if (!e) {
+        int saved = errno;
+        if (freed)
+            hk_report_misuse("double free", p, "sampled block is already free");
+        else
+            hk_report_misuse("invalid free", p, "not a block hakmem handed out");
+        errno = saved;
+    }
+}
+
+size_t hk_prof_usable_pooled(const void *p)
+{
+    if (t_prof.in_lock)
+        return 0;
+    prof_lock();
+    bool live = pmap_find(&g_blocks, (uintptr_t)p) != NULL;
+    prof_unlock();
+    return live ? HK_PAGE_SIZE : 0;
+}
+
+bool hk_prof_owns_pooled(const void *p)
+{
+    if (t_prof.in_lock)
+        return false;
+    prof_lock();
+    bool r = pool_handed_out((uintptr_t)p);
     prof_unlock();
     return r;
 }
@@ -683,10 +796,16 @@ void hk_prof_at_exit(void)
     errno = saved;
 }
 
-void hk_prof_stats(uint64_t *bytes, uint64_t *samples)
+void hk_prof_stats(uint64_t *bytes, uint64_t *samples, uint64_t *pooled)
 {
     *bytes = atomic_load_explicit(&g_mapped, memory_order_relaxed);
     *samples = atomic_load_explicit(&g_hk_prof_live, memory_order_relaxed);
+    *pooled = 0;
+    if (!t_prof.in_lock) {
+        prof_lock();
+        *pooled = g_pool_live * HK_PAGE_SIZE;
+        prof_unlock();
+    }
 }
 
 /* fork(): no table changes across it; the child's generator is its own. */

@@ -6,18 +6,23 @@
  * with mean prof_sample (heap_profile_box.h: the model), from the
  * thread's own generator. With prof off the count starts at 2^62 and the
  * fast path pays one subtraction and one branch never taken.
- * A sampled block is served by the large-block box (its own page-rounded
- * mapping), so free() finds it on the path it already takes for blocks
- * that are not in a superslab: an unsampled small block's free is the
- * same code as without the profiler; a large block's free looks it up in
- * the sampled-block table only while sampled blocks are live.
+ * A sampled block lives outside the superslabs, so free() finds it on the
+ * path it already takes for blocks that are not in one: an unsampled small
+ * block's free is the same code as without the profiler. One of up to a
+ * page (aligned to at most a page) takes a page of the profiler's own
+ * pool: 2 MiB chunks marked SAMPLED in the registry, whose free pages wait
+ * on a stack kept out of band (a write into a freed page plants nothing);
+ * a larger one is a large block (its own mapping), looked up in the
+ * sampled-block table when a large block is freed, while samples live.
  * Each sample records the stack (stack_box: the unwind tables, no
  * allocation) and its size; the profile is written from the samples still
  * live: at exit (prof_final), on demand (hakmem_prof_dump), and whenever
  * the estimate of allocated bytes passes its last peak by prof_peak_step.
  *
- * Memory: the sampled-block table, the stack table and its index come from
- * the os box's mappings, grow by doubling, and stop at a cap (1 Mi live
+ * Memory: the sampled-block table, the stack table and its index, and the
+ * pool come from the os box's mappings; the tables grow by doubling, the
+ * pool by a chunk (its pages are kept for the next samples: it holds at
+ * most the peak of live small samples), and they stop at a cap (1 Mi live
  * samples, 32 Ki live stacks: one warning, then samples beyond are not
  * recorded, stacks beyond are counted under one stack whose only frame
  * is 0). A stack with no live sample is given back to the table.
@@ -70,6 +75,12 @@ HK_INLINE bool hk_prof_may_own(void) { return atomic_load_explicit(&g_hk_prof_li
 bool hk_prof_forget(const void *p);
 /* Is p a live sampled block? */
 bool hk_prof_is_sampled(const void *p);
+/* The calls on a pointer in a SAMPLED chunk: free (a misuse is reported
+ * here), its usable size (0 if it is not a live sampled block: the caller
+ * reports), and whether it is a page handed out (live or freed). */
+void hk_prof_free_pooled(void *p);
+size_t hk_prof_usable_pooled(const void *p);
+bool hk_prof_owns_pooled(const void *p);
 
 /* From the process's init: read the settings. */
 void hk_prof_init(void);
@@ -78,8 +89,10 @@ void hk_prof_init(void);
 void hk_prof_startup_done(void);
 /* At exit: the final profile (prof_final) and the leak summary (prof_leak). */
 void hk_prof_at_exit(void);
-/* The profiler's own memory (its mappings) and its live samples. */
-void hk_prof_stats(uint64_t *bytes, uint64_t *samples);
+/* The profiler's own memory (its mappings: tables and pool), its live
+ * samples, and the bytes of the pool's pages that hold live samples (they
+ * are allocated, by usable size). */
+void hk_prof_stats(uint64_t *bytes, uint64_t *samples, uint64_t *pooled);
 void hk_prof_fork_prepare(void);
 void hk_prof_fork_parent(void);
 void hk_prof_fork_child(void);

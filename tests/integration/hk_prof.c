@@ -27,6 +27,12 @@
  *           a stack 100 calls deep is cut to its 62 innermost frames
  *           (deep_site, in the same profile); once everything is freed no
  *           sample is left, and a new stack is recorded again.
+ *  misuse WHAT  every allocation sampled (prof_sample:1), so that a
+ *           100-byte block is a page of the profiler's pool: WHAT is double
+ *           (freed twice: reported, and the page is not handed out twice
+ *           after it), interior (a pointer inside it freed: reported, the
+ *           block stays usable) or realloc (realloc after free: reported,
+ *           NULL with ENOMEM). The debug library aborts at the report.
  *  off      the profiler off: hakmem_prof_dump fails with ENOTSUP, no block
  *           is served by the profiler, its statistics are 0, and the
  *           process has one thread at the end.
@@ -439,6 +445,50 @@ static int run_caps(void)
     return 0;
 }
 
+/* ---- misuse ----------------------------------------------------------------- */
+
+/* The compiler may not see the misuse (it would warn, or drop the call). */
+static void *volatile launder_sink;
+__attribute__((noinline)) static void *launder(void *p)
+{
+    launder_sink = p;
+    return launder_sink;
+}
+
+static int run_misuse(const char *what)
+{
+    char *p = malloc(100);
+    if (!p || malloc_usable_size(p) < 4096)
+        hk_die("malloc(100) with every allocation sampled: not a page of the pool");
+    memset(p, 1, 100);
+    char *alias = launder(p); /* the same pointer, used after the free */
+    if (!strcmp(what, "double")) {
+        free(p);
+        free(alias);
+        char *q1 = malloc(100), *q2 = malloc(100);
+        if (!q1 || !q2 || q1 == q2)
+            hk_die("after a double free the page was handed out twice (%p, %p)", (void *)q1, (void *)q2);
+        free(q1);
+        free(q2);
+    } else if (!strcmp(what, "interior")) {
+        free(launder(alias + 16));
+        for (int k = 0; k < 100; k++)
+            if (p[k] != 1)
+                hk_die("the block changed after an invalid free of its interior");
+        free(p);
+    } else if (!strcmp(what, "realloc")) {
+        free(p);
+        errno = 0;
+        void *q = realloc(alias, 200);
+        if (q || errno != ENOMEM)
+            hk_die("realloc after free: %p, errno %d", q, errno);
+    } else {
+        hk_die("unknown misuse %s", what);
+    }
+    printf("ok\n");
+    return 0;
+}
+
 /* ---- off ------------------------------------------------------------------ */
 
 static int task_count(void)
@@ -487,7 +537,7 @@ static int run_off(void)
 int main(int argc, char **argv)
 {
     if (argc < 3)
-        hk_die("usage: hk_prof sites|paths|threads|caps|off DIR");
+        hk_die("usage: hk_prof sites|paths|threads|caps|off DIR | misuse DIR double|interior|realloc");
     hk_require_preloaded();
     g_dir = argv[2];
     g_dump = (hk_dump_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "hakmem_prof_dump");
@@ -503,5 +553,7 @@ int main(int argc, char **argv)
         return run_off();
     if (!strcmp(argv[1], "caps"))
         return run_caps();
+    if (!strcmp(argv[1], "misuse") && argc > 3)
+        return run_misuse(argv[3]);
     hk_die("unknown scenario %s", argv[1]);
 }

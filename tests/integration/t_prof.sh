@@ -21,6 +21,10 @@
 #    warning and a stack "@ 0x0" for the rest; a stack 100 calls deep is
 #    cut to 62 frames; freed, they leave no sample, and a new stack is
 #    recorded again.
+#  - misuse of a sampled block of the profiler's pool (a double free, a
+#    free of an interior pointer, realloc after free): one `hakmem: error:`
+#    line naming it, the call ignored (the debug library aborts), the page
+#    never handed out twice.
 #  - prof off (prof_final and prof_leak set all the same): no file, nothing
 #    on stderr, no block from the profiler, one thread, hakmem_prof_dump
 #    refuses with ENOTSUP.
@@ -152,6 +156,20 @@ if [ -f "$dir/caps.heap" ]; then
 else
   bad "caps: no $dir/caps.heap"
 fi
+
+# ---- misuse of pooled samples -----------------------------------------------------------
+for m in "double:double free" "interior:invalid free" "realloc:realloc after free"; do
+  out=$(HAKMEM_CONF="prof:1,prof_sample:1" "$prog" misuse "$dir" "${m%%:*}" 2>"$dir/misuse.err"); rc=$?
+  lines=$(grep -c '^hakmem: error: ' "$dir/misuse.err")
+  if [ "$lines" != 1 ] || ! grep -q "^hakmem: error: ${m#*:} " "$dir/misuse.err"; then
+    bad "misuse ${m%%:*}: expected one 'hakmem: error: ${m#*:}' line; stderr: $(cat "$dir/misuse.err")"
+  fi
+  if [ "${HAKMEM_TEST_VARIANT:-fast}" = debug ]; then
+    [ $rc -gt 128 ] || bad "misuse ${m%%:*}: the debug library did not abort (exit $rc)"
+  elif [ $rc != 0 ] || [ "$out" != ok ]; then
+    bad "misuse ${m%%:*}: exit $rc, '$out'; stderr: $(cat "$dir/misuse.err")"
+  fi
+done
 
 # ---- off ---------------------------------------------------------------------------
 mkdir "$dir/off"

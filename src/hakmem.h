@@ -118,7 +118,7 @@ struct hakmem_stats {
                                       registry's 64 MiB): in none of the figures above */
     uint64_t thp_advise;           /* counters: superslabs asked to be huge pages (thp:1) */
     uint64_t thp_kept_whole;       /* parts of huge-page superslabs not given back (thp:1) */
-    uint64_t prof_bytes;           /* the heap profiler's own memory (its tables) */
+    uint64_t prof_bytes;           /* the heap profiler's own memory (tables, pool) */
     uint64_t prof_samples;         /* sampled blocks live */
 };
 

@@ -25,8 +25,9 @@
  *           calls 15 deep), more live stacks than the profiler keeps: one
  *           warning, the rest counted under the stack "@ 0x0" (DIR/caps.heap);
  *           a stack 100 calls deep is cut to its 62 innermost frames
- *           (deep_site, in the same profile); once everything is freed no
- *           sample is left, and a new stack is recorded again.
+ *           (deep_site, in the same profile); the pool's pages count as
+ *           allocated; once everything is freed no sample is left, and a
+ *           new stack is recorded again.
  *  misuse WHAT  every allocation sampled (prof_sample:1), so that a
  *           100-byte block is a page of the profiler's pool: WHAT is double
  *           (freed twice: reported, and the page is not handed out twice
@@ -433,6 +434,10 @@ static int run_caps(void)
     fflush(stdout);
     if (st.prof_samples < (1u << TREE_DEPTH))
         hk_die("%llu samples live, every allocation sampled", (unsigned long long)st.prof_samples);
+    /* Each 16-byte block is a page of the profiler's pool: allocated by
+     * its usable size. */
+    if (st.bytes_allocated < ((uint64_t)1 << TREE_DEPTH) * 4096)
+        hk_die("%llu bytes allocated with 32768 pooled samples live", (unsigned long long)st.bytes_allocated);
     for (int i = 0; i < g_nleaf; i++)
         free(g_leaf[i]);
     free(g_deep);

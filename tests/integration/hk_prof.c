@@ -7,7 +7,8 @@
  *           Prints the statistics' prof_samples and prof_bytes.
  *  paths    one site per entry point (calloc, realloc, posix_memalign,
  *           aligned_alloc, memalign, valloc), 3 MiB each in blocks of
- *           about 3000 bytes, kept; every block checked (zeroed, aligned,
+ *           about 3000 bytes, and big_site's 3 MB of 20000-byte blocks
+ *           (a sampled one takes 8 pages of the pool), kept; every block checked (zeroed, aligned,
  *           data kept across realloc, also of sampled blocks); then
  *           DIR/paths.heap written with hakmem_prof_dump; then everything
  *           freed: the live samples must be back to their number before.
@@ -72,6 +73,7 @@ void posix_memalign_site(void);
 void aligned_alloc_site(void);
 void memalign_site(void);
 void valloc_site(void);
+void big_site(void);
 
 #define KEEP_N 65536
 void *g_keep[KEEP_N];
@@ -119,6 +121,9 @@ static int run_sites(void)
 #define PATH_N 1024 /* 3 MiB per path */
 #define PATH_SIZE 3000
 static void *g_path[6][PATH_N];
+#define BIG_N 150 /* 3 MB in blocks of 20000 bytes: 5 pages, sampled into 8-page slots */
+#define BIG_SIZE 20000
+static unsigned char *g_big[BIG_N];
 
 /* A block the profiler served: a sampled block is a large block of its
  * own, a page at least, where a request of at most 3072 bytes (aligned to
@@ -185,6 +190,15 @@ __attribute__((noinline)) void valloc_site(void)
             hk_die("valloc");
 }
 
+__attribute__((noinline)) void big_site(void)
+{
+    for (int i = 0; i < BIG_N; i++) {
+        if (!(g_big[i] = malloc(BIG_SIZE)))
+            hk_die("malloc(%d)", BIG_SIZE);
+        memset(g_big[i], i & 255, BIG_SIZE);
+    }
+}
+
 static int run_paths(void)
 {
     struct hakmem_stats st;
@@ -198,6 +212,16 @@ static int run_paths(void)
     aligned_alloc_site();
     memalign_site();
     valloc_site();
+    big_site();
+    int big_sampled = 0;
+    for (int i = 0; i < BIG_N; i++) {
+        big_sampled += malloc_usable_size(g_big[i]) >= 32768;
+        for (int k = 0; k < BIG_SIZE; k++)
+            if (g_big[i][k] != (i & 255))
+                hk_die("block %d of 20000 bytes lost byte %d", i, k);
+    }
+    if (!big_sampled)
+        hk_die("no block of 20000 bytes was sampled (into a slot of 8 pages)");
     /* Sampled blocks moved by realloc keep their data; a sampled block
      * realloc'd without being sampled again leaves the profiler. */
     int moved = 0;
@@ -232,6 +256,8 @@ static int run_paths(void)
     for (int k = 0; k < 6; k++)
         for (int i = 0; i < PATH_N; i++)
             free(g_path[k][i]);
+    for (int i = 0; i < BIG_N; i++)
+        free(g_big[i]);
     hk_stats(&st);
     if (st.prof_samples != before)
         hk_die("%llu samples live after every block was freed, %llu before", (unsigned long long)st.prof_samples,

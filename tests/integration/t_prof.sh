@@ -109,7 +109,7 @@ echo "paths: $out"
 if [ -f "$dir/paths.heap" ]; then
   text=$(view "$dir/paths.heap"); echo "$text" | head -12
   for site in calloc_site:3072000 posix_memalign_site:3072000 aligned_alloc_site:2883584 \
-              memalign_site:3072000 valloc_site:3072000; do
+              memalign_site:3072000 valloc_site:3072000 big_site:3000000; do
     b=$(flat "${site%%:*}" "$text")
     within "$b" "${site##*:}" 35 || bad "paths: ${site%%:*} holds $b bytes, expected ${site##*:} within 35 %"
   done

@@ -406,46 +406,77 @@ static void forget_entry(hk_pent_t *e)
 
 /* ------------------------------------------------------------------------ */
 /* The pool of sampled small blocks (see the header): chunks of 2 MiB, cut
- * into pages from the front; freed pages on a stack of addresses in a
- * mapping of its own, which always has room for every page of the pool. */
-
-static uintptr_t g_pool_next, g_pool_end; /* the pages of the last chunk not handed out yet */
-static uintptr_t *g_pool_free;
-static size_t g_pool_free_n, g_pool_free_cap, g_pool_pages, g_pool_live;
+ * from the front into slots of 1, 2, 4 or 8 pages (a block of up to 32 KiB
+ * takes the smallest that holds it); freed slots on a stack per size, in a
+ * mapping of their own, each always with room for every page of the pool
+ * (a slot is a page at least). */
+#define HK_POOL_CLASSES 4
+#define HK_POOL_MAX (HK_PAGE_SIZE << (HK_POOL_CLASSES - 1))
 #define HK_POOL_CHUNK_PAGES (HK_SS_SIZE / HK_PAGE_SIZE)
+static uintptr_t g_pool_next, g_pool_end; /* the part of the last chunk not handed out yet */
+static uintptr_t *g_pool_stacks;          /* HK_POOL_CLASSES stacks of g_pool_pages each */
+static size_t g_pool_free_n[HK_POOL_CLASSES], g_pool_pages;
+static uint64_t g_pool_live_bytes;
 
-/* A page for a sampled block (lock held), or 0 without memory; *fresh: a
- * page never handed out, still zero. */
-static uintptr_t pool_take(bool *fresh)
+static unsigned pool_class(size_t size)
 {
-    *fresh = false;
-    if (g_pool_free_n)
-        return g_pool_free[--g_pool_free_n];
-    if (g_pool_next == g_pool_end) {
-        size_t cap = g_pool_pages + HK_POOL_CHUNK_PAGES;
-        uintptr_t *stack = prof_map(cap * sizeof *stack);
-        void *chunk = stack ? hk_os_map_aligned(HK_SS_SIZE, HK_SS_SIZE) : NULL;
-        if (!chunk) {
-            prof_unmap(stack, cap * sizeof *stack);
-            return 0;
-        }
-        atomic_fetch_add_explicit(&g_mapped, HK_SS_SIZE, memory_order_relaxed);
-        prof_unmap(g_pool_free, g_pool_free_cap * sizeof *g_pool_free); /* empty: nothing to copy */
-        g_pool_free = stack;
-        g_pool_free_cap = cap;
-        g_pool_pages = cap;
-        hk_os_registry_set((uintptr_t)chunk, HK_SS_SIZE, HK_REG_SAMPLED);
-        g_pool_next = (uintptr_t)chunk;
-        g_pool_end = g_pool_next + HK_SS_SIZE;
+    size_t pages = (size + HK_PAGE_SIZE - 1) / HK_PAGE_SIZE;
+    return pages <= 1 ? 0 : 64 - (unsigned)__builtin_clzll(pages - 1);
+}
+
+static uintptr_t *pool_stack(unsigned k) { return g_pool_stacks + k * g_pool_pages; }
+
+/* A new chunk, and stacks that can hold all its pages too (lock held). */
+static bool pool_grow(void)
+{
+    size_t pages = g_pool_pages + HK_POOL_CHUNK_PAGES;
+    size_t bytes = HK_POOL_CLASSES * pages * sizeof(uintptr_t);
+    uintptr_t *stacks = prof_map(bytes);
+    void *chunk = stacks ? hk_os_map_aligned(HK_SS_SIZE, HK_SS_SIZE) : NULL;
+    if (!chunk) {
+        prof_unmap(stacks, bytes);
+        return false;
     }
+    atomic_fetch_add_explicit(&g_mapped, HK_SS_SIZE, memory_order_relaxed);
+    for (unsigned k = 0; k < HK_POOL_CLASSES; k++)
+        if (g_pool_free_n[k])
+            memcpy(stacks + k * pages, pool_stack(k), g_pool_free_n[k] * sizeof *stacks);
+    prof_unmap(g_pool_stacks, HK_POOL_CLASSES * g_pool_pages * sizeof(uintptr_t));
+    g_pool_stacks = stacks;
+    g_pool_pages = pages;
+    hk_os_registry_set((uintptr_t)chunk, HK_SS_SIZE, HK_REG_SAMPLED);
+    g_pool_next = (uintptr_t)chunk;
+    g_pool_end = g_pool_next + HK_SS_SIZE;
+    return true;
+}
+
+/* A slot of class k (lock held), or 0 without memory; *fresh: never handed
+ * out, still zero. */
+static uintptr_t pool_take(unsigned k, bool *fresh)
+{
+    size_t bytes = HK_PAGE_SIZE << k;
+    *fresh = false;
+    if (g_pool_free_n[k]) {
+        g_pool_live_bytes += bytes;
+        return pool_stack(k)[--g_pool_free_n[k]];
+    }
+    if (g_pool_end - g_pool_next < bytes && !pool_grow())
+        return 0;
     *fresh = true;
     uintptr_t p = g_pool_next;
-    g_pool_next += HK_PAGE_SIZE;
+    g_pool_next += bytes;
+    g_pool_live_bytes += bytes;
     return p;
 }
 
+static void pool_put(uintptr_t p, unsigned k)
+{
+    pool_stack(k)[g_pool_free_n[k]++] = p;
+    g_pool_live_bytes -= HK_PAGE_SIZE << k;
+}
+
 /* Was p handed out by the pool (live or freed)? A page start below the
- * pages not handed out yet. */
+ * part of the last chunk not handed out yet. */
 static bool pool_handed_out(uintptr_t p)
 {
     if (p & (HK_PAGE_SIZE - 1))
@@ -473,10 +504,9 @@ static void *record(void *p, size_t size, bool zero, const void *const *frames, 
             hk_warn("profiler: 1048576 sampled blocks live (the cap); new samples are not recorded until some "
                     "are freed");
         }
-    } else if (pmap_reserve(&g_blocks, 1024) && (!pooled || (p = (void *)pool_take(&fresh))) &&
+    } else if (pmap_reserve(&g_blocks, 1024) && (!pooled || (p = (void *)pool_take(pool_class(size), &fresh))) &&
                (slot = stack_ref(frames, depth)) >= 0) {
         block = p;
-        g_pool_live += pooled;
         hk_pent_t *e = pmap_probe(&g_blocks, (uintptr_t)p);
         if (e->key) { /* a record a free from a signal handler could not remove */
             forget_entry(e);
@@ -496,7 +526,7 @@ static void *record(void *p, size_t size, bool zero, const void *const *frames, 
             errno = saved;
         }
     } else if (pooled && p) {
-        g_pool_free[g_pool_free_n++] = (uintptr_t)p; /* no room for its stack: back to the pool */
+        pool_put((uintptr_t)p, pool_class(size)); /* no room for its stack: back to the pool */
     }
     prof_unlock();
     if (block && pooled && zero && !fresh)
@@ -571,10 +601,10 @@ void *hk_prof_alloc(size_t size, size_t align, bool zero, const void *anchor)
     int depth = n - start < HK_PROF_DEPTH ? n - start : HK_PROF_DEPTH;
     const void *const *stack = (const void *const *)frames + start;
     void *p = NULL;
-    if (size <= HK_PAGE_SIZE && align <= HK_PAGE_SIZE)
+    bool large = size > HK_POOL_MAX || align > HK_PAGE_SIZE;
+    if (!large)
         p = record(NULL, size, zero, stack, (unsigned)depth);
-    if (!p) { /* a large block, or the pool had no page (it is then not recorded) */
-        bool large = size > HK_PAGE_SIZE || align > HK_PAGE_SIZE;
+    if (!p) { /* a large block, or the pool had no slot (it is then not recorded) */
         p = hk_large_alloc(size ? size : 1, align, zero);
         if (p && large)
             record(p, size, zero, stack, (unsigned)depth);
@@ -613,9 +643,9 @@ void hk_prof_free_pooled(void *p)
     hk_pent_t *e = pmap_find(&g_blocks, (uintptr_t)p);
     bool freed = pool_handed_out((uintptr_t)p);
     if (e) {
+        unsigned k = pool_class(e->a);
         forget_entry(e);
-        g_pool_free[g_pool_free_n++] = (uintptr_t)p;
-        g_pool_live--;
+        pool_put((uintptr_t)p, k);
     }
     prof_unlock();
     if (!e) {
@@ -633,9 +663,10 @@ size_t hk_prof_usable_pooled(const void *p)
     if (t_prof.in_lock)
         return 0;
     prof_lock();
-    bool live = pmap_find(&g_blocks, (uintptr_t)p) != NULL;
+    hk_pent_t *e = pmap_find(&g_blocks, (uintptr_t)p);
+    size_t usable = e ? HK_PAGE_SIZE << pool_class(e->a) : 0;
     prof_unlock();
-    return live ? HK_PAGE_SIZE : 0;
+    return usable;
 }
 
 bool hk_prof_owns_pooled(const void *p)
@@ -803,7 +834,7 @@ void hk_prof_stats(uint64_t *bytes, uint64_t *samples, uint64_t *pooled)
     *pooled = 0;
     if (!t_prof.in_lock) {
         prof_lock();
-        *pooled = g_pool_live * HK_PAGE_SIZE;
+        *pooled = g_pool_live_bytes;
         prof_unlock();
     }
 }

@@ -8,12 +8,13 @@
  * fast path pays one subtraction and one branch never taken.
  * A sampled block lives outside the superslabs, so free() finds it on the
  * path it already takes for blocks that are not in one: an unsampled small
- * block's free is the same code as without the profiler. One of up to a
- * page (aligned to at most a page) takes a page of the profiler's own
- * pool: 2 MiB chunks marked SAMPLED in the registry, whose free pages wait
- * on a stack kept out of band (a write into a freed page plants nothing);
- * a larger one is a large block (its own mapping), looked up in the
- * sampled-block table when a large block is freed, while samples live.
+ * block's free is the same code as without the profiler. One of up to
+ * 32 KiB (aligned to at most a page) takes a slot of 1, 2, 4 or 8 pages of
+ * the profiler's own pool: 2 MiB chunks marked SAMPLED in the registry,
+ * whose free slots wait on stacks kept out of band (a write into a freed
+ * slot plants nothing); a larger one is a large block (its own mapping),
+ * looked up in the sampled-block table when a large block is freed, while
+ * samples live.
  * Each sample records the stack (stack_box: the unwind tables, no
  * allocation) and its size; the profile is written from the samples still
  * live: at exit (prof_final), on demand (hakmem_prof_dump), and whenever

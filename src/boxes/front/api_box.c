@@ -3,6 +3,7 @@
 #include "hakmem_internal.h"
 #include "front/api_box.h"
 #include "base/diag_box.h"
+#include "base/misuse_box.h"
 #include "hakmem.h"
 #include "backend/ss_allocation_box.h"
 #include "base/superslab_stats.h"
@@ -18,17 +19,32 @@
 
 void *hk_debug_small_alloc(size_t size, size_t align)
 {
-    /* Room for at least 8 canary bytes and the stored size. */
-    if (size > HK_SMALL_MAX - 16)
-        return size <= HK_SMALL_MAX && !align ? hk_alloc_class(hk_size_to_class(size))
-                                              : hk_large_alloc(size ? size : 1, align, false);
-    int cls = align > 16 ? hk_class_for_aligned(size + 16, align) : (int)hk_size_to_class(size + 16);
-    if (cls < 0)
-        return hk_large_alloc(size ? size : 1, align, false);
-    void *p = hk_alloc_class((unsigned)cls);
+    /* Room for the canary (one byte at least) and the trailer: the class
+     * of size + HK_DEBUG_SLACK, or a large block with them at its end. */
+    if (size > HK_MAX_REQUEST)
+        return hk_large_alloc(size, align, false); /* ENOMEM */
+    size_t total = size + HK_DEBUG_SLACK;
+    int cls = total > HK_SMALL_MAX ? -1
+              : align > 16         ? hk_class_for_aligned(total, align)
+                                   : (int)hk_size_to_class(total);
+    if (cls >= 0) {
+        void *p = hk_alloc_class((unsigned)cls);
+        if (p)
+            hk_debug_canary_set(p, hk_class_size((unsigned)cls), size);
+        return p;
+    }
+    void *p = hk_large_alloc(total, align, false);
     if (p)
-        hk_debug_canary_set(p, hk_class_size((unsigned)cls), size);
+        hk_debug_canary_set(p, hk_large_usable(p), size);
     return p;
+}
+
+/* The debug library: a large block's requested size, its canary checked
+ * (a profiler's sample has none). */
+static size_t debug_large_check(void *p, bool sampled)
+{
+    size_t u = hk_large_usable(p);
+    return u && !sampled ? hk_debug_canary_check_large(p, u) : u;
 }
 
 void *hk_malloc_slow(size_t size)
@@ -51,6 +67,9 @@ void hk_free_other(void *p, unsigned kind)
     /* A large block may be a sample: its record goes before the block, so
      * that no other thread's sample at the same address can be taken for
      * it. */
+    bool sampled = kind == HK_REG_LARGE && hk_prof_may_own() && hk_prof_is_sampled(p);
+    if (config_debug && kind == HK_REG_LARGE)
+        debug_large_check(p, sampled);
     if (kind == HK_REG_LARGE && hk_prof_may_own())
         hk_prof_forget(p);
     /* Not in a range of ours: a large block freed a while ago whose range
@@ -76,7 +95,9 @@ size_t hk_usable_other(void *p, unsigned kind)
     if (!p)
         return 0;
     if (kind == HK_REG_LARGE || kind == HK_REG_SAMPLED) {
-        size_t s = kind == HK_REG_LARGE ? hk_large_usable(p) : hk_prof_usable_pooled(p);
+        size_t s = kind == HK_REG_SAMPLED ? hk_prof_usable_pooled(p)
+                   : config_debug        ? debug_large_check(p, hk_prof_may_own() && hk_prof_is_sampled(p))
+                                         : hk_large_usable(p);
         if (s)
             return s;
     }
@@ -88,6 +109,13 @@ size_t hk_usable_other(void *p, unsigned kind)
 
 void *hk_calloc_slow(size_t total)
 {
+    if (config_debug) {
+        /* With a canary, like every block of the debug library. */
+        void *p = hk_debug_small_alloc(total, 0);
+        if (p)
+            memset(p, 0, total);
+        return p;
+    }
     /* Fresh large mappings are already zero: large_box clears only reused ones. */
     return hk_large_alloc(total, 0, true);
 }
@@ -168,10 +196,13 @@ void *hk_realloc_impl(void *p, size_t size, const void *sample)
          * out again at every step), by mremap, or the block's size. But a
          * sample, or a sampled block, moves: for the profiler a realloc is
          * a new allocation, each sampled by its own size. */
-        bool moves = sample || (hk_prof_may_own() && hk_prof_is_sampled(p));
+        bool sampled = hk_prof_may_own() && hk_prof_is_sampled(p);
+        /* The debug library's blocks move too: each new block gets its
+         * canary, after the old one's was checked. */
+        bool moves = sample || sampled || config_debug;
         void *q = moves ? NULL : hk_large_realloc(p, size, &old);
         if (moves)
-            old = hk_large_usable(p);
+            old = config_debug ? debug_large_check(p, sampled) : hk_large_usable(p);
         if (q) {
             if (q != p)
                 hk_idle_tick(); /* p was freed: the purge delay, as at a free */
@@ -207,7 +238,7 @@ void *hk_realloc_impl(void *p, size_t size, const void *sample)
     /* A block that grows into a mapping of its own is placed where it can
      * grow further in place. */
     void *q = sample                               ? hk_prof_alloc(size, 0, false, sample)
-              : want > HK_SMALL_MAX && want > old ? hk_large_alloc_growing(want)
+              : want > HK_SMALL_MAX && want > old && !config_debug ? hk_large_alloc_growing(want)
                                                   : hk_malloc_untracked(want);
     if (!q && want != size)
         q = hk_malloc_untracked(size);

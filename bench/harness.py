@@ -720,7 +720,7 @@ def plot_bars(outdir, name, res, wls, allocs, field, base, title, ylabel, notes)
     return gnuplot(outdir, name, script, notes)
 
 
-def plot_lines(outdir, name, series, title, notes, xlabel="time (s)"):
+def plot_lines(outdir, name, series, title, notes, xlabel="time (s)", logy=False):
     """series: [(label, csv file name, x col, y col)], CSV with a header row."""
     if not series:
         return None
@@ -728,8 +728,10 @@ def plot_lines(outdir, name, series, title, notes, xlabel="time (s)"):
              % (fn, xc, yc, gp_str(label)) for label, fn, xc, yc in series]
     script = ("set title %s\nset xlabel %s\nset ylabel 'Rss (MiB)'\n"
               "set datafile separator ','\nset key outside right top noenhanced\n"
-              "set grid\nset yrange [0:*]\nplot %s\n"
-              % (gp_str(title), gp_str(xlabel), ", \\\n  ".join(plots)))
+              "set grid\n%s\nplot %s\n"
+              % (gp_str(title), gp_str(xlabel),
+                 "set logscale y\nset yrange [*:*]" if logy else "set yrange [0:*]",
+                 ", \\\n  ".join(plots)))
     return gnuplot(outdir, name, script, notes)
 
 
@@ -1055,7 +1057,7 @@ def cmd_longrun(args):
     write_csv(os.path.join(args.out, "longrun.csv"), res.rawrows)
     if args.plots:
         p = plot_lines(args.out, "longrun_rss", series, "longrun: Rss over the run",
-                       notes, xlabel="operations done (% of the run)")
+                       notes, xlabel="operations done (% of the run)", logy=True)
         if p:
             out += ["Plot: %s/%s" % (args.out, p), ""]
     if notes:

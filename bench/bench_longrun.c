@@ -1,7 +1,7 @@
 /* bench/bench_longrun.c: a server that runs for months, compressed.
  *
- *   bench_longrun [ops] [workers] [trim_every] [seed] [late_tsd]
- *                                    (100000000 4 0 1234567 16)
+ *   bench_longrun [ops] [workers] [trim_every] [seed] [late_tsd] [roles]
+ *                                    (100000000 4 0 1234567 16 rilkt)
  *
  * Nothing a long-running server does should make its allocator grow with
  * the program's age. This program does, for `ops` operations (one op is
@@ -35,7 +35,13 @@
  *     start of every K-th epoch, while the others run (as some servers
  *     do from a timer).
  * Sizes: 16..1039 bytes mostly, 1..5 KiB one time in 32, 32..288 KiB (large
- * blocks) one time in 1024; the same mix for every role. Each block holds
+ * blocks) one time in 1024; the same mix for every role.
+ *
+ * `roles` turns parts on, one letter each, to find which one makes an
+ * allocator grow: r retire the workers, i idle owners, l large blocks,
+ * k allocation in the last destructor round of workers and idle owners,
+ * t the thread_local threads (late_tsd counts the others). The workers'
+ * tables, scratch and handoffs and the listener always run. Each block holds
  * its size and a check byte at its end, verified when it is freed: a block
  * handed out twice, or written by the allocator, stops the run (exit 3).
  *
@@ -141,6 +147,8 @@ static int g_trim_stop;
 static sem_t g_trim_sem;
 static _Atomic uint64_t g_trims;
 static int (*g_hakmem_stats)(struct hakmem_stats *, size_t);
+static int g_large = 1;              /* roles: l */
+static int g_key_alloc = 1;          /* roles: k */
 
 extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *obj, void *dso);
 extern void *__dso_handle;
@@ -148,7 +156,7 @@ extern void *__dso_handle;
 static inline size_t draw_size(uint32_t r)
 {
     uint32_t sel = r >> 22; /* 10 bits */
-    if (sel == 0)
+    if (sel == 0 && g_large)
         return (32u << 10) + 16 + (r & 0x3FFFF); /* above 32 KiB, up to 288 KiB */
     if ((sel & 31) == 0)
         return 1024 + (r & 0xFFF);          /* 1..5 KiB */
@@ -328,7 +336,7 @@ static void *worker_main(void *arg)
             bench_die("pthread_join");
         w->has_prev = 0;
     }
-    if (!w->listener)
+    if (!w->listener && g_key_alloc)
         pthread_setspecific(g_key, (void *)1);
     for (;;) {
         if (!w->in_epoch) {
@@ -375,7 +383,8 @@ static void *idle_main(void *arg)
         else
             inbox_push(&g_inbox[i % g_nw], b);
     }
-    pthread_setspecific(g_key, (void *)1);
+    if (g_key_alloc)
+        pthread_setspecific(g_key, (void *)1);
     sem_post(&o->ready);
     while (sem_wait(&o->wake) != 0)
         ;
@@ -456,13 +465,18 @@ int main(int argc, char **argv)
     uint64_t trim_every = bench_arg(argc, argv, 3, 0);
     uint32_t seed = (uint32_t)bench_arg(argc, argv, 4, 1234567);
     uint64_t late_tsd = bench_arg(argc, argv, 5, 16);
+    const char *roles = argc > 6 ? argv[6] : "rilkt";
     if (nw < 1 || nw > 64 || ops < 100000 || ops > (1ull << 40) || trim_every > EPOCHS ||
-        late_tsd > LATE_TSD_MAX) {
+        late_tsd > LATE_TSD_MAX || strspn(roles, "rilkt") != strlen(roles)) {
         fprintf(stderr, "%s: ops must be 100000..2^40, workers 1..64, trim_every "
-                "0..%d, late_tsd 0..%d\n", argv[0], EPOCHS, LATE_TSD_MAX);
+                "0..%d, late_tsd 0..%d, roles letters of 'rilkt'\n", argv[0], EPOCHS,
+                LATE_TSD_MAX);
         return 2;
     }
-    int nlate = (int)late_tsd + LATE_TLS;
+    int retire_on = strchr(roles, 'r') != NULL, idle_on = strchr(roles, 'i') != NULL;
+    g_large = strchr(roles, 'l') != NULL;
+    g_key_alloc = strchr(roles, 'k') != NULL;
+    int nlate = (int)late_tsd + (strchr(roles, 't') ? LATE_TLS : 0);
     if (!seed)
         seed = 1;
     g_nw = (int)nw;
@@ -477,6 +491,8 @@ int main(int argc, char **argv)
      * rest (a step is about two ops: a malloc and, now or later, a free). */
     uint64_t per_epoch = ops / EPOCHS;
     int idle_blocks = (int)(per_epoch / 128 < IDLE_MAX_BLOCKS ? per_epoch / 128 : IDLE_MAX_BLOCKS);
+    if (!idle_on)
+        idle_blocks = 0;
     uint64_t fixed = 2 * (uint64_t)idle_blocks + 2 * (uint64_t)nlate;
     uint64_t steps = (per_epoch - fixed) / 2 / (nw + 1);
 
@@ -494,8 +510,9 @@ int main(int argc, char **argv)
         if (!w->x)
             w->x = 1;
         w->steps = steps;
-        /* Once an epoch, each at its own point of it. */
-        w->retire_at = steps * (uint64_t)(i + 1) / (nw + 1);
+        /* Once an epoch, each at its own point of it (never at step 0:
+         * the check follows a step). */
+        w->retire_at = retire_on ? steps * (uint64_t)(i + 1) / (nw + 1) : 0;
         if (!w->listener) {
             w->slots = calloc(WS, sizeof *w->slots);
             if (!w->slots)
@@ -531,11 +548,11 @@ int main(int argc, char **argv)
     for (int e = 0; e < EPOCHS; e++) {
         if (trim_every && e % (int)trim_every == 0)
             sem_post(&g_trim_sem);
-        if (e >= IDLE_EPOCHS)
+        if (idle_on && e >= IDLE_EPOCHS)
             sem_post(&idle[e - IDLE_EPOCHS].wake);
         atomic_store(&g_stepping, g_nw + 1);
         pthread_barrier_wait(&g_barrier); /* start */
-        if (pthread_create(&idle[e].th, NULL, idle_main, &idle[e]))
+        if (idle_on && pthread_create(&idle[e].th, NULL, idle_main, &idle[e]))
             bench_die("pthread_create");
         for (int i = 0; i < nlate; i++) {
             void *(*fn)(void *) = i < (int)late_tsd ? late_tsd_main : late_tls_main;
@@ -546,9 +563,9 @@ int main(int argc, char **argv)
         for (int i = 0; i < nlate; i++)
             if (pthread_join(late[i], NULL))
                 bench_die("pthread_join");
-        while (sem_wait(&idle[e].ready) != 0)
+        while (idle_on && sem_wait(&idle[e].ready) != 0)
             ;
-        if (e >= IDLE_EPOCHS && pthread_join(idle[e - IDLE_EPOCHS].th, NULL))
+        if (idle_on && e >= IDLE_EPOCHS && pthread_join(idle[e - IDLE_EPOCHS].th, NULL))
             bench_die("pthread_join");
         pthread_barrier_wait(&g_barrier); /* every step done */
         pthread_barrier_wait(&g_barrier); /* every inbox drained */
@@ -563,7 +580,7 @@ int main(int argc, char **argv)
     for (int i = 0; i <= g_nw; i++)
         if (pthread_join(g_w[i].cur, NULL))
             bench_die("pthread_join");
-    for (int e = EPOCHS - IDLE_EPOCHS; e < EPOCHS; e++) {
+    for (int e = EPOCHS - IDLE_EPOCHS; idle_on && e < EPOCHS; e++) {
         sem_post(&idle[e].wake);
         if (pthread_join(idle[e].th, NULL))
             bench_die("pthread_join");
@@ -602,11 +619,12 @@ int main(int argc, char **argv)
 
     char params[256];
     snprintf(params, sizeof params,
-             "ops=%llu workers=%d trim_every=%llu late_tsd=%llu threads=%llu handoffs=%llu "
-             "trims=%llu",
+             "ops=%llu workers=%d trim_every=%llu late_tsd=%llu roles=%s threads=%llu "
+             "handoffs=%llu trims=%llu",
              (unsigned long long)total, g_nw, (unsigned long long)trim_every,
-             (unsigned long long)late_tsd,
-             (unsigned long long)(retired + (uint64_t)EPOCHS * (1 + (uint64_t)nlate) + nw + 1),
+             (unsigned long long)late_tsd, *roles ? roles : "-",
+             (unsigned long long)(retired + (uint64_t)EPOCHS * ((uint64_t)idle_on + (uint64_t)nlate) +
+                                  nw + 1),
              (unsigned long long)handoffs, (unsigned long long)atomic_load(&g_trims));
     bench_report((double)total, t1 - t0, params);
     return 0;

@@ -107,8 +107,8 @@ WORKLOADS = {
     # trim_every and late_tsd).
     "longrun": ("bench_longrun", {
         "tiny": ["1000000", "4", "0"],
-        "quick": ["{ops}", "4", "{trim_every}", "1234567", "{late_tsd}"],
-        "full": ["{ops}", "4", "{trim_every}", "1234567", "{late_tsd}"],
+        "quick": ["{ops}", "4", "{trim_every}", "1234567", "{late_tsd}", "{roles}"],
+        "full": ["{ops}", "4", "{trim_every}", "1234567", "{late_tsd}", "{roles}"],
     }),
 }
 RUN_WORKLOADS = ["random_mixed", "burst", "loop", "prodcons", "churn", "server", "realloc",
@@ -289,7 +289,7 @@ def workload_argv(args, wl, mode, extra=None):
     prog, sizes = WORKLOADS[wl]
     path = os.path.join(args.bindir, prog)
     subst = {"threads": str(args.threads), "seconds": "60", "warmup": "10",
-             "ops": "100000000", "trim_every": "0", "late_tsd": "16"}
+             "ops": "100000000", "trim_every": "0", "late_tsd": "16", "roles": "rilkt"}
     subst.update(extra or {})
     return [path] + [a.format(**subst) for a in sizes[mode]]
 
@@ -984,7 +984,8 @@ def cmd_longrun(args):
         return 2
     mode = "tiny" if args.mode == "tiny" else "full"
     ops = args.ops or 100000000
-    extra = {"ops": str(ops), "trim_every": str(args.trim_every), "late_tsd": str(args.late_tsd)}
+    extra = {"ops": str(ops), "trim_every": str(args.trim_every), "late_tsd": str(args.late_tsd),
+             "roles": args.roles}
     reps = args.reps or (1 if mode == "tiny" else 3)
     os.makedirs(args.out, exist_ok=True)
     res = Results()
@@ -1230,6 +1231,9 @@ def main(argv):
     ap.add_argument("--late-tsd", type=int, default=16,
                     help="longrun: threads per 1 %% of the run whose first malloc is in the"
                     " last TSD destructor round")
+    ap.add_argument("--roles", default="rilkt",
+                    help="longrun: the parts that run (r retire, i idle owners, l large blocks,"
+                    " k destructor allocation, t thread_local threads; see bench_longrun.c)")
     ap.add_argument("--no-strace", dest="strace", action="store_false")
     ap.add_argument("--no-seccomp", dest="seccomp", action="store_false",
                     help="plain ptrace strace (older strace without --seccomp-bpf)")

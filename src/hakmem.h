@@ -85,7 +85,8 @@ struct hakmem_stats {
     uint64_t ss_live_peak;
     uint64_t ss_cached;            /* empty superslabs kept committed */
     uint64_t ss_decommitted;       /* empty superslabs kept, pages given back */
-    uint64_t bytes_mapped;         /* address space mapped (superslabs, large blocks, metadata) */
+    uint64_t bytes_mapped;         /* address space mapped to be used (superslabs, large
+                                      blocks, metadata; not bytes_reserved) */
     uint64_t bytes_mapped_peak;
     uint64_t bytes_committed;      /* mapped and not given back */
     uint64_t bytes_committed_peak;
@@ -104,6 +105,8 @@ struct hakmem_stats {
     uint64_t slabs_in_use;         /* 64 KiB slabs serving a size class */
     uint64_t heaps_live;           /* thread heaps in use */
     uint64_t ss_abandoned;         /* superslabs of exited threads not yet adopted */
+    uint64_t bytes_reserved;       /* address space reserved, never used as memory (the
+                                      registry's 64 MiB): in none of the figures above */
 };
 
 /* Fill *out. size: sizeof(struct hakmem_stats) (or the older size, up to

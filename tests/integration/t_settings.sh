@@ -47,6 +47,14 @@ warns "closest is HAKMEM_VERBOSE" HAKMEM_VERBSE=1
 warns "closest is lean_target_mb" HAKMEM_CONF=lean_traget_mb:64
 warns "closest is decommit" "HAKMEM_CONF=lean:0,decomit:free"
 warns "key lean has no value" HAKMEM_CONF=lean
+# The obvious guesses: a variable named after a key, a variable's form in
+# the string.
+warns "'HAKMEM_LEAN' is not a hakmem setting (ignored); the closest is HAKMEM_SS_MEM_LEAN" HAKMEM_LEAN=1
+warns "'HAKMEM_BACKGROUN' is not a hakmem setting (ignored); the closest is HAKMEM_BACKGROUND" HAKMEM_BACKGROUN=1
+warns "'lean=1' is not key:value (ignored); write lean:1" HAKMEM_CONF=lean=1
+warns "'HAKMEM_SS_MEM_LEAN=0' is not key:value (ignored); write lean:0" HAKMEM_CONF=HAKMEM_SS_MEM_LEAN=0
+warns "key 'ss_mem_lean' is not a hakmem setting (ignored); the closest is lean" HAKMEM_CONF=ss_mem_lean:0
+warns "key 'laen' is not a hakmem setting (ignored); the closest is lean" HAKMEM_CONF=laen=1
 # Bad values: the allowed range is stated.
 warns "allowed 1/0, true/false, yes/no or on/off" HAKMEM_VERBOSE=maybe
 warns "allowed a size from 0 to 1048576 MiB" HAKMEM_SS_MEM_LEAN_TARGET_MB=12X
@@ -55,7 +63,11 @@ warns "allowed an integer from -1 to 3600000; using the default (10000 in FAST, 
 warns "allowed an integer from 0 to 64" HAKMEM_CONF=prewarm_ss:65
 warns "allowed FREE, DONTNEED or OFF" HAKMEM_CONF=decommit:sideways
 warns "allowed a size from 0 to 32768 bytes" HAKMEM_PREWARM_CLASS_MAX=64K
-warns "allowed a size from 0 to 1048576 MiB" HAKMEM_CONF=lean_target:101%
+warns "allowed 1% to 100% of the cgroup's memory limit" HAKMEM_CONF=lean_target:101%
+warns "allowed 1% to 100% of the cgroup's memory limit" HAKMEM_SS_MEM_LEAN_TARGET_MB=0%
+# HAKMEM_STATS: booleans, human, json, file:NAME or a path; a bare word
+# could be a file or a typo: refused.
+warns "HAKMEM_STATS='stats.json' is not valid: allowed on/off (or another boolean), human, json, file:NAME or a path with a '/'" HAKMEM_STATS=stats.json
 
 # dumped VAR=VALUE... -- TEXT...: no warning, and the dump has each TEXT
 dumped() {
@@ -99,13 +111,30 @@ dumped HAKMEM_CONF=verbose:yes,large_cache_mb:1G -- "HAKMEM_LARGE_CACHE_MB=1.00 
   "precedence: HAKMEM_* variable > HAKMEM_CONF > built-in conf (--with-conf) > default"
 dumped "HAKMEM_CONF=large_cache_mb:64" HAKMEM_LARGE_CACHE_MB=32 -- "HAKMEM_LARGE_CACHE_MB=32.00 MiB (environment)"
 dumped "HAKMEM_CONF=purge_delay_ms:250,background:off" -- "HAKMEM_PURGE_DELAY_MS=250 (HAKMEM_CONF)" "HAKMEM_BACKGROUND=0 (HAKMEM_CONF)"
-dumped "HAKMEM_CONF= lean_target_mb : 512K , decommit: dontneed" -- "HAKMEM_SS_MEM_LEAN_TARGET_MB=512.00 KiB (HAKMEM_CONF" \
-  "HAKMEM_SS_MEM_LEAN_DECOMMIT=DONTNEED (HAKMEM_CONF)"
+if [ "$variant" = fast ]; then # (LEAN's keys would warn: no LEAN code)
+  dumped "HAKMEM_CONF= large_cache_mb : 512K , purge_delay_ms: 5" -- "HAKMEM_LARGE_CACHE_MB=512.00 KiB (HAKMEM_CONF" \
+    "HAKMEM_PURGE_DELAY_MS=5 (HAKMEM_CONF)"
+else
+  dumped "HAKMEM_CONF= lean_target_mb : 512K , decommit: dontneed" -- "HAKMEM_SS_MEM_LEAN_TARGET_MB=512.00 KiB (HAKMEM_CONF" \
+    "HAKMEM_SS_MEM_LEAN_DECOMMIT=DONTNEED (HAKMEM_CONF)"
+fi
+dumped HAKMEM_STATS=0 -- "HAKMEM_STATS=off (environment)"
+dumped HAKMEM_CONF=stats:on -- "HAKMEM_STATS=human (HAKMEM_CONF)"
+dumped HAKMEM_STATS=file:/tmp/s-%p.json -- "HAKMEM_STATS=file:/tmp/s-%p.json (environment)"
+# A setting given explicitly that this library has no code for: one
+# warning (asking for the default, which is what the library does: none).
 if [ "$variant" = fast ]; then
-  dumped HAKMEM_SS_MEM_LEAN=true -- "HAKMEM_SS_MEM_LEAN=1 (environment) (ignored: not built in)" "lean not built in"
+  warns "HAKMEM_SS_MEM_LEAN=1 has no effect: this library (fast) has no LEAN code; libhakmem_lean.so has (hakmem --lean)" \
+    HAKMEM_SS_MEM_LEAN=true
+  warns "HAKMEM_CONF lean:1 has no effect: this library (fast) has no LEAN code" HAKMEM_CONF=lean:1
+  warns "HAKMEM_SS_MEM_LEAN_DECOMMIT=DONTNEED has no effect" HAKMEM_CONF=decommit:free HAKMEM_SS_MEM_LEAN_DECOMMIT=dontneed
+  dumped HAKMEM_SS_MEM_LEAN=0 -- "HAKMEM_SS_MEM_LEAN=0 (environment) (ignored: not built in)" "lean not built in"
   dumped HAKMEM_FAULT_MMAP=0 -- "HAKMEM_FAULT_MMAP=0 (environment) (ignored: not built in)"
 else
   dumped HAKMEM_SS_MEM_LEAN=true -- "HAKMEM_SS_MEM_LEAN=1 (environment)  #" "lean code built in"
+fi
+if [ "$variant" != debug ]; then
+  warns "HAKMEM_FAULT_MMAP=5 has no effect: this library ($variant) is not the debug library" HAKMEM_FAULT_MMAP=5
 fi
 
 # ---- LEAN's budget from the cgroup ------------------------------------------
@@ -131,6 +160,12 @@ if [ -n "$v2" ]; then
     echo 536870912 >"$root/memory.max"
     budget lean_target_mb:auto "HAKMEM_SS_MEM_LEAN_TARGET_MB=25.59 MiB (HAKMEM_CONF: 5% of 512 MiB from $root/memory.max)"
   fi
+  # A hybrid host: v1 controllers under the root, v2 mounted at unified/.
+  echo max >"$leaf/memory.max"; echo max >"$root/memory.max"
+  mkdir -p "$root/unified${v2%/}"
+  echo 268435456 >"$root/unified${v2%/}/memory.max"
+  budget lean_target_mb:auto "(HAKMEM_CONF: 5% of 256 MiB from $root/unified${v2%/}/memory.max)"
+  rm -rf "$root/unified"
   # No limit at all: the fixed figure stays.
   echo max >"$leaf/memory.max"; echo max >"$root/memory.max"
   budget lean_target_mb:auto "HAKMEM_SS_MEM_LEAN_TARGET_MB=10.00 MiB (default: 5% of the cgroup's memory limit: none (no limit set), so the fixed figure)"

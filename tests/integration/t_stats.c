@@ -6,16 +6,22 @@
  *    by another thread (on remote lists: not allocated), blocks of a thread
  *    that exited (abandoned superslabs: allocated until freed), large
  *    blocks; per class, the blocks in use;
- *  - mallinfo2 with glibc's meanings: with nothing allocated (the
- *    registry's reserved address space is not "in use") and with 100 MiB
- *    live; mallinfo the same, saturated;
+ *  - the registry's address reservation: reported as reserved, not as
+ *    mapped or retained memory;
+ *  - mallinfo2 with glibc's meanings and identities: with nothing
+ *    allocated (the reservation is in no field) and with 100 MiB live
+ *    (small blocks in uordblks, large ones in hblks/hblkhd only, arena =
+ *    uordblks + fordblks); mallinfo the same, saturated;
  *  - hakmem_stats_json's snprintf contract;
  *  - printing at exit (HAKMEM_SS_OS_STATS=1, HAKMEM_STATS=json/FILE) with
- *    stderr closed, or a pipe nobody reads: the exit status stays.
+ *    stderr closed, or a pipe nobody reads: the exit status stays;
+ *    HAKMEM_STATS's booleans (on: human form, off: nothing, never a file
+ *    named "1"), file:NAME with %p, a bare word refused.
  * The JSON and XML are parsed by t_stats_parse.sh (python3). */
 #include "hk_test.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -174,20 +180,41 @@ START_TEST(stats_get_old_size)
 }
 END_TEST
 
+/* The registry's 64 MiB address reservation is never touched beyond what
+ * is used: it is reported apart (reserved), and is neither mapped nor
+ * retained memory. The test's own process holds a few MiB at most here. */
+START_TEST(reservation_is_not_memory)
+{
+    struct hakmem_stats s;
+    ck_assert_int_eq(hk_stats(&s), 0);
+    ck_assert_msg(s.bytes_reserved >= ((uint64_t)64 << 20), "reserved %llu, the registry reserves 64 MiB",
+                  (unsigned long long)s.bytes_reserved);
+    ck_assert_msg(s.bytes_mapped < ((uint64_t)32 << 20) && s.bytes_retained < ((uint64_t)32 << 20),
+                  "an idle process: mapped %llu, retained %llu (the reservation counted as memory?)",
+                  (unsigned long long)s.bytes_mapped, (unsigned long long)s.bytes_retained);
+    ck_assert_uint_ge(s.bytes_mapped, s.bytes_committed);
+}
+END_TEST
+
+/* mallinfo2 with glibc's meanings and identities (the same program under
+ * glibc: t_mallinfo.sh): arena = uordblks + fordblks; small blocks count in
+ * uordblks only, large ones (own mappings) in hblks/hblkhd only; keepcost
+ * within fordblks. */
 START_TEST(mallinfo2_sane)
 {
     struct mallinfo2 idle = mallinfo2();
     /* Nothing of the test's is live: in use is what libc and Check hold,
-     * well under the registry's 64 MiB reservation, which is no block. */
-    ck_assert_msg(idle.uordblks < ((size_t)4 << 20) && idle.hblkhd < ((size_t)4 << 20),
-                  "idle: uordblks %zu hblkhd %zu", idle.uordblks, idle.hblkhd);
-    ck_assert_msg(idle.arena + idle.hblkhd + idle.keepcost >= idle.uordblks, "idle: arena %zu < uordblks %zu",
-                  idle.arena, idle.uordblks);
+     * and the registry's reservation is in no field. */
+    ck_assert_msg(idle.uordblks < ((size_t)4 << 20) && idle.hblkhd < ((size_t)4 << 20) &&
+                      idle.arena < ((size_t)32 << 20),
+                  "idle: uordblks %zu hblkhd %zu arena %zu", idle.uordblks, idle.hblkhd, idle.arena);
+    ck_assert_msg(idle.arena == idle.uordblks + idle.fordblks, "idle: arena %zu != uordblks %zu + fordblks %zu",
+                  idle.arena, idle.uordblks, idle.fordblks);
 
     /* 100 MiB live: 60 large blocks of 1 MiB, 40 MiB of 1000-byte blocks. */
     enum { NL = 60, NS = 40 * 1024 * 1024 / 1000 };
     static void *l[NL], *s[NS];
-    size_t live = 0, large = 0;
+    size_t small = 0, large = 0;
     for (int i = 0; i < NL; i++) {
         l[i] = malloc(1 << 20);
         ck_assert_ptr_nonnull(l[i]);
@@ -196,31 +223,40 @@ START_TEST(mallinfo2_sane)
     for (int i = 0; i < NS; i++) {
         s[i] = malloc(1000);
         ck_assert_ptr_nonnull(s[i]);
-        live += malloc_usable_size(s[i]);
+        small += malloc_usable_size(s[i]);
     }
-    live += large;
+    /* The debug library counts whole blocks (1000 bytes + canary: 1024). */
+    size_t small_hi = small + small / 8 + ((size_t)1 << 20);
     struct mallinfo2 m = mallinfo2();
-    ck_assert_msg(m.uordblks >= live + idle.uordblks - ((size_t)1 << 20) && m.uordblks <= live + idle.uordblks + ((size_t)1 << 20),
-                  "100 MiB live (%zu bytes usable): uordblks %zu (idle %zu)", live, m.uordblks, idle.uordblks);
-    ck_assert_msg(m.hblks >= idle.hblks + NL && m.hblkhd >= idle.hblkhd + large && m.hblkhd <= idle.hblkhd + large + ((size_t)1 << 20),
-                  "large: hblks %zu hblkhd %zu, expected %d more blocks and %zu more bytes", m.hblks, m.hblkhd, NL, large);
-    ck_assert_msg(m.arena >= live - large, "arena %zu holds less than the %zu small bytes live", m.arena, live - large);
-    ck_assert_msg(m.arena + m.hblkhd + m.keepcost >= m.uordblks && m.fordblks <= m.arena + m.keepcost,
-                  "arena %zu hblkhd %zu fordblks %zu keepcost %zu uordblks %zu", m.arena, m.hblkhd, m.fordblks,
-                  m.keepcost, m.uordblks);
+    ck_assert_msg(m.uordblks >= idle.uordblks + small - ((size_t)1 << 20) && m.uordblks <= idle.uordblks + small_hi,
+                  "%zu bytes of small blocks live: uordblks %zu (idle %zu); large blocks are hblkhd's only",
+                  small, m.uordblks, idle.uordblks);
+    ck_assert_msg(m.hblks == idle.hblks + NL && m.hblkhd >= idle.hblkhd + large &&
+                      m.hblkhd <= idle.hblkhd + large + ((size_t)1 << 20),
+                  "large: hblks %zu hblkhd %zu, expected %d more blocks and %zu more bytes", m.hblks, m.hblkhd, NL,
+                  large);
+    ck_assert_msg(m.arena == m.uordblks + m.fordblks && m.keepcost <= m.fordblks,
+                  "arena %zu != uordblks %zu + fordblks %zu, or keepcost %zu above fordblks", m.arena, m.uordblks,
+                  m.fordblks, m.keepcost);
+    ck_assert_msg(m.arena < m.uordblks + ((size_t)64 << 20), "arena %zu for %zu in use: the large blocks in it?",
+                  m.arena, m.uordblks);
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     struct mallinfo mi = mallinfo();
 #pragma GCC diagnostic pop
-    ck_assert_msg((size_t)mi.uordblks >= live && (size_t)mi.hblkhd >= large, "mallinfo: uordblks %d hblkhd %d",
-                  mi.uordblks, mi.hblkhd);
+    ck_assert_msg((size_t)mi.uordblks >= small - ((size_t)1 << 20) && (size_t)mi.hblkhd >= large &&
+                      mi.hblks == (int)m.hblks,
+                  "mallinfo: uordblks %d hblkhd %d hblks %d", mi.uordblks, mi.hblkhd, mi.hblks);
     for (int i = 0; i < NL; i++)
         free(l[i]);
     for (int i = 0; i < NS; i++)
         free(s[i]);
     struct mallinfo2 e = mallinfo2();
-    ck_assert_msg(e.uordblks <= idle.uordblks + ((size_t)1 << 20), "after freeing: uordblks %zu, idle was %zu",
-                  e.uordblks, idle.uordblks);
+    ck_assert_msg(e.uordblks <= idle.uordblks + ((size_t)1 << 20) && e.hblkhd <= idle.hblkhd,
+                  "after freeing: uordblks %zu hblkhd %zu, idle was %zu %zu", e.uordblks, e.hblkhd, idle.uordblks,
+                  idle.hblkhd);
+    ck_assert_msg(e.arena == e.uordblks + e.fordblks, "after freeing: arena %zu != uordblks %zu + fordblks %zu",
+                  e.arena, e.uordblks, e.fordblks);
 }
 END_TEST
 
@@ -277,6 +313,7 @@ static const char *g_self;
 struct exit_case {
     const char *how;
     const char *env[3];
+    const char *dir; /* the child's working directory, or NULL */
 };
 
 static int run_exit_case(void *arg)
@@ -284,6 +321,8 @@ static int run_exit_case(void *arg)
     const struct exit_case *c = arg;
     for (int i = 0; c->env[i]; i++)
         putenv((char *)c->env[i]);
+    if (c->dir && chdir(c->dir) != 0)
+        return 126;
     execl(g_self, g_self, "--exit", c->how, (char *)NULL);
     return 127;
 }
@@ -294,11 +333,11 @@ START_TEST(exit_printing_keeps_status)
     snprintf(path, sizeof path, "/tmp/t_stats_exit_%d.json", (int)getpid());
     snprintf(file_env, sizeof file_env, "HAKMEM_STATS=%s", path);
     const struct exit_case cases[] = {
-        {"normal", {"HAKMEM_SS_OS_STATS=1", NULL}},
-        {"normal", {"HAKMEM_STATS=json", NULL}},
-        {"normal", {file_env, NULL}},
-        {"closed", {"HAKMEM_SS_OS_STATS=1", "HAKMEM_STATS=json", NULL}},
-        {"broken-pipe", {"HAKMEM_SS_OS_STATS=1", "HAKMEM_STATS=json", NULL}},
+        {"normal", {"HAKMEM_SS_OS_STATS=1", NULL}, NULL},
+        {"normal", {"HAKMEM_STATS=json", NULL}, NULL},
+        {"normal", {file_env, NULL}, NULL},
+        {"closed", {"HAKMEM_SS_OS_STATS=1", "HAKMEM_STATS=json", NULL}, NULL},
+        {"broken-pipe", {"HAKMEM_SS_OS_STATS=1", "HAKMEM_STATS=json", NULL}, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct hk_child ch;
@@ -327,6 +366,90 @@ START_TEST(exit_printing_keeps_status)
 }
 END_TEST
 
+/* The files in dir (not . and ..): their number; the first name in name. */
+static int dir_files(const char *dir, char *name, size_t n)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int count = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (count++ == 0 && name)
+            snprintf(name, n, "%s", e->d_name);
+    }
+    closedir(d);
+    return count;
+}
+
+/* HAKMEM_STATS takes booleans as every boolean setting does: on prints the
+ * human form on stderr, off prints nothing, and neither writes a file (a
+ * file named "1" was once written in the working directory). A file needs
+ * file:NAME or a path with a '/', and %p in it is the process id: two
+ * processes, two files. A bare word is refused with one warning, and
+ * writes nothing. */
+START_TEST(stats_switches_leave_no_file)
+{
+    char dir[] = "/tmp/t_stats_cwd_XXXXXX", name[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    static const char *const on[] = {"HAKMEM_STATS=1", "HAKMEM_STATS=on", "HAKMEM_STATS=true", "HAKMEM_STATS=yes"};
+    static const char *const off[] = {"HAKMEM_STATS=0", "HAKMEM_STATS=off", "HAKMEM_STATS=false", "HAKMEM_STATS=no"};
+    for (int k = 0; k < 8; k++) {
+        const char *env = k < 4 ? on[k] : off[k - 4];
+        struct exit_case c = {"normal", {env, NULL}, dir};
+        struct hk_child ch;
+        char st[64];
+        hk_run_child(run_exit_case, &c, 20, &ch);
+        ck_assert_msg(WIFEXITED(ch.status) && WEXITSTATUS(ch.status) == 3, "%s: %s; stderr:\n%s", env,
+                      hk_status_str(ch.status, st, sizeof st), ch.err);
+        int files = dir_files(dir, name, sizeof name);
+        ck_assert_msg(files == 0, "%s wrote a file '%s' in the working directory", env, name);
+        if (k < 4)
+            ck_assert_msg(strstr(ch.err, "\n  allocated ") && !strstr(ch.err, "{\"version\""),
+                          "%s: no human form on stderr at exit:\n%s", env, ch.err);
+        else
+            ck_assert_msg(ch.err_len == 0, "%s: stderr is not empty:\n%s", env, ch.err);
+    }
+    /* A bare word: one warning, no file. */
+    struct exit_case bare = {"normal", {"HAKMEM_STATS=stats.json", NULL}, dir};
+    struct hk_child ch;
+    hk_run_child(run_exit_case, &bare, 20, &ch);
+    ck_assert_msg(strstr(ch.err, "hakmem: warning: HAKMEM_STATS='stats.json' is not valid") &&
+                      strchr(ch.err, '\n') == ch.err + ch.err_len - 1,
+                  "HAKMEM_STATS=stats.json: expected one warning line:\n%s", ch.err);
+    ck_assert_msg(dir_files(dir, name, sizeof name) == 0, "HAKMEM_STATS=stats.json wrote '%s'", name);
+    /* file:NAME with %p, twice: two files named after two processes. */
+    struct exit_case file = {"normal", {"HAKMEM_STATS=file:st-%p.json", NULL}, dir};
+    for (int run = 1; run <= 2; run++) {
+        hk_run_child(run_exit_case, &file, 20, &ch);
+        ck_assert_msg(WIFEXITED(ch.status) && WEXITSTATUS(ch.status) == 3 && ch.err_len == 0,
+                      "HAKMEM_STATS=file:st-%%p.json: status 0x%x, stderr:\n%s", ch.status, ch.err);
+        ck_assert_int_eq(dir_files(dir, name, sizeof name), run);
+    }
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        unsigned long pid = 0;
+        char tail[16] = "";
+        ck_assert_msg(sscanf(e->d_name, "st-%lu%15s", &pid, tail) == 2 && pid > 1 &&
+                          pid != (unsigned long)getpid() && strcmp(tail, ".json") == 0,
+                      "file:st-%%p.json wrote '%s': %%p is not a process id", e->d_name);
+        char path[PATH_MAX], buf[64] = "";
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        int fd = open(path, O_RDONLY);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_gt(read(fd, buf, sizeof buf - 1), 0);
+        close(fd);
+        unlink(path);
+        ck_assert_msg(strncmp(buf, "{\"version\": ", 12) == 0, "%s: %s", e->d_name, buf);
+    }
+    closedir(d);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--exit") == 0)
@@ -342,11 +465,13 @@ int main(int argc, char **argv)
     Suite *s = suite_create("stats");
     TCase *tc = tcase_create("stats");
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, reservation_is_not_memory);
     tcase_add_test(tc, allocated_is_exact);
     tcase_add_test(tc, stats_get_old_size);
     tcase_add_test(tc, mallinfo2_sane);
     tcase_add_test(tc, json_snprintf_contract);
     tcase_add_test(tc, exit_printing_keeps_status);
+    tcase_add_test(tc, stats_switches_leave_no_file);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -3,7 +3,10 @@
 # hakmem_stats_json with python3's json, and both say what hk_stats_dump
 # holds: 1000 blocks of 100 bytes and 100 of 4000 in their classes, three
 # large blocks of 1 MiB; the per-class totals of each add up to its
-# small-block total; the counters are absent where they are not built in.
+# small-block total; the counters are absent where they are not built in;
+# the registry's 64 MiB address reservation is reported apart (JSON
+# "reserved", <hakmem reserved=>), never as memory (mapped, retained,
+# malloc_info's <system>/<aspace>).
 # Needs python3 (skips without it).
 set -u
 prog="${abs_top_builddir:-.}/tests/integration/hk_stats_dump"
@@ -28,7 +31,7 @@ check(heap is not None, "no <heap>")
 sizes = heap.find("sizes").findall("size") if heap is not None else []
 by_to = {int(s.get("to")): s for s in sizes}
 g = doc["gauges"]
-for key in ("allocated", "active", "resident", "mapped", "committed", "cached", "retained",
+for key in ("allocated", "active", "resident", "mapped", "committed", "cached", "retained", "reserved",
             "large_live", "large_live_bytes", "large_cached", "ss_live", "slabs", "heaps_live"):
     check(isinstance(g.get(key), int), "gauge %s missing" % key)
 classes = doc["classes"]
@@ -56,6 +59,16 @@ jsmall = sum(c["blocks_in_use"] * c["block_size"] for c in classes)
 check(abs(small - jsmall) <= 64 << 10, "XML small blocks %d, JSON %d" % (small, jsmall))
 check(jsmall == g["allocated"] - g["large_live_bytes"], "JSON: classes %d + large %d != allocated %d" % (jsmall, g["large_live_bytes"], g["allocated"]))
 check(g["allocated"] >= 1000 * 100 + 100 * 4000 + (3 << 20), "allocated %d below what is held" % g["allocated"])
+MiB = 1 << 20
+check(g.get("reserved", 0) >= 64 * MiB, "JSON: reserved %s, the registry reserves 64 MiB" % g.get("reserved"))
+check(g["mapped"] < 32 * MiB and g["retained"] < 32 * MiB,
+      "JSON: mapped %d, retained %d for a program holding 4 MiB: the reservation counted as memory?" % (g["mapped"], g["retained"]))
+hk = root.find("hakmem")
+check(hk is not None and int(hk.get("reserved", -1)) == g.get("reserved") and int(hk.get("mapped")) < 32 * MiB,
+      "XML: <hakmem reserved= mapped=> %s" % (hk.attrib if hk is not None else None))
+for el in root.iter():
+    if el.tag in ("system", "aspace"):
+        check(int(el.get("size")) < 32 * MiB, "XML: <%s type=%s size=%s>: the reservation counted as memory?" % (el.tag, el.get("type"), el.get("size")))
 check(("counters" in doc) == doc["counters_built_in"], "counters present=%s, built in=%s" % ("counters" in doc, doc["counters_built_in"]))
 for f in fail:
     print("FAIL:", f)

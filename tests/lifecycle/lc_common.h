@@ -128,14 +128,21 @@ __attribute__((unused)) static long lc_mode_budget_mb(const struct vt_mode *m)
 /* Run the suite; 1 if any test failed. */
 static int lc_run_suite(Suite *s);
 
-/* main() of a program with one test case, run once for every (mode, i <
- * per_mode) pair: as a scenario child, run the scenario; as the parent,
- * keep the modes whose library is built (exit 77 if none) and run the
- * suite. */
-__attribute__((unused)) static int lc_main(int argc, char **argv, const struct vt_scenario *scenarios,
-                                           const struct vt_mode *all, size_t n, struct lc_modes *modes,
-                                           const char *suite, const char *tcase, const TTest *test,
-                                           int per_mode, int timeout_s)
+/* One test case of a program: its name, its test (run once for every
+ * (mode, i < per_mode) pair; 0 counts as 1) and its timeout in seconds. */
+struct lc_case {
+    const char *name;
+    const TTest *test;
+    double timeout;
+    int per_mode;
+};
+
+/* main() of a lifecycle test: as a scenario child, run the scenario; as
+ * the parent, keep the modes whose library is built (exit 77 if none) and
+ * run one TCase per entry of cases[]. */
+__attribute__((unused)) static int lc_main_cases(int argc, char **argv, const struct vt_scenario *scenarios,
+                                                 const struct vt_mode *all, size_t n, struct lc_modes *modes,
+                                                 const char *suite, const struct lc_case *cases, size_t ncases)
 {
     if (argc >= 3 && strcmp(argv[1], "--scenario") == 0)
         return vt_scenario_main(scenarios, argv[2]);
@@ -147,11 +154,23 @@ __attribute__((unused)) static int lc_main(int argc, char **argv, const struct v
         return VT_EXIT_SKIP;
     }
     Suite *s = suite_create(suite);
-    TCase *tc = tcase_create(tcase);
-    tcase_set_timeout(tc, timeout_s);
-    tcase_add_loop_test(tc, test, 0, modes->n * per_mode);
-    suite_add_tcase(s, tc);
+    for (size_t k = 0; k < ncases; k++) {
+        TCase *tc = tcase_create(cases[k].name);
+        tcase_set_timeout(tc, cases[k].timeout);
+        tcase_add_loop_test(tc, cases[k].test, 0, modes->n * (cases[k].per_mode > 0 ? cases[k].per_mode : 1));
+        suite_add_tcase(s, tc);
+    }
     return lc_run_suite(s);
+}
+
+/* The same with one test case. */
+__attribute__((unused)) static int lc_main(int argc, char **argv, const struct vt_scenario *scenarios,
+                                           const struct vt_mode *all, size_t n, struct lc_modes *modes,
+                                           const char *suite, const char *tcase, const TTest *test,
+                                           int per_mode, int timeout_s)
+{
+    const struct lc_case one = {tcase, test, timeout_s, per_mode};
+    return lc_main_cases(argc, argv, scenarios, all, n, modes, suite, &one, 1);
 }
 
 __attribute__((unused)) static int lc_run_suite(Suite *s)

@@ -16,6 +16,15 @@
  * (it grew by one per thread), and the resident size not by more than
  * 4 MiB (the threads run one after the other: their stacks and heap
  * structs are reused).
+ *
+ * late: 400 threads whose FIRST allocation happens in the last round
+ * (a key destructor that sets itself again until round
+ * PTHREAD_DESTRUCTOR_ITERATIONS, then allocates): hakmem's own exit hook
+ * is registered in that round, too late to be run. The heaps those
+ * threads made must still be given back: after malloc_trim at most the
+ * main thread's heap is live and ss_live is where it was; even without
+ * trim, the live heaps stay within twice the live threads plus 32 (the
+ * next threads' starts collect the heaps of threads that are gone).
  */
 #include "lc_common.h"
 
@@ -87,8 +96,67 @@ static int sc_tsd(void)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* late */
+
+#define LATE_THREADS 400
+static pthread_key_t late_key;
+static _Atomic long late_allocs;
+
+static void late_destructor(void *v)
+{
+    uintptr_t round = (uintptr_t)v;
+    if (round < PTHREAD_DESTRUCTOR_ITERATIONS) {
+        pthread_setspecific(late_key, (void *)(round + 1)); /* no allocation yet */
+        return;
+    }
+    /* The last round: this thread's first allocation. */
+    void *p = malloc(48);
+    if (!p)
+        vt_fail("malloc in the last destructor round failed");
+    memset(p, 1, 48);
+    free(p);
+    atomic_fetch_add(&late_allocs, 1);
+}
+
+static void *late_thread(void *arg)
+{
+    (void)arg;
+    pthread_setspecific(late_key, (void *)1);
+    return NULL;
+}
+
+static int sc_late(void)
+{
+    struct hakmem_stats st0, st1, st2;
+    if (pthread_key_create(&late_key, late_destructor) != 0)
+        vt_fail("pthread_key_create");
+    malloc_trim(0);
+    vt_stats(&st0);
+    unsigned long long max_heaps = 0;
+    for (int i = 0; i < LATE_THREADS; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, late_thread, NULL) != 0)
+            vt_fail("pthread_create");
+        pthread_join(t, NULL);
+        vt_stats(&st1);
+        if (st1.heaps_live > max_heaps)
+            max_heaps = st1.heaps_live;
+    }
+    malloc_trim(0);
+    vt_stats(&st2);
+    vt_report("late_allocs", "%ld", (long)atomic_load(&late_allocs));
+    vt_report("heaps_before", "%llu", (unsigned long long)st0.heaps_live);
+    vt_report("heaps_max", "%llu", max_heaps);
+    vt_report("heaps_after", "%llu", (unsigned long long)st2.heaps_live);
+    vt_report("ss_live_before", "%llu", (unsigned long long)st0.ss_live);
+    vt_report("ss_live_after", "%llu", (unsigned long long)st2.ss_live);
+    return 0;
+}
+
 static const struct vt_scenario scenarios[] = {
     {"tsd", sc_tsd, 0},
+    {"late", sc_late, 0},
     {NULL, NULL, 0},
 };
 
@@ -124,7 +192,35 @@ START_TEST(test_tsd)
 }
 END_TEST
 
+START_TEST(test_late)
+{
+    const struct vt_mode *m = modes.m[_i];
+    struct vt_result *r = malloc(sizeof *r);
+    vt_spawn(m->variant, "late", m->env, 60, r);
+    lc_assert_clean(r, "a first malloc in the last round of key destructors");
+    long h0 = (long)vt_num(r, "heaps_before", NULL), hmax = (long)vt_num(r, "heaps_max", NULL);
+    long h1 = (long)vt_num(r, "heaps_after", NULL);
+    long s0 = (long)vt_num(r, "ss_live_before", NULL), s1 = (long)vt_num(r, "ss_live_after", NULL);
+    printf("%s %d threads: live heaps %ld -> at most %ld -> %ld after trim, ss_live %ld -> %ld\n", r->desc,
+           LATE_THREADS, h0, hmax, h1, s0, s1);
+    vt_assert_r(r, vt_num(r, "late_allocs", NULL) == LATE_THREADS, "the last round allocated in %lld threads",
+                (long long)vt_num(r, "late_allocs", NULL));
+    vt_assert_r(r, h1 <= h0, "%ld heaps live after malloc_trim (%ld before the threads): heaps of exited threads "
+                "are orphaned", h1, h0);
+    /* README: within twice the threads alive (main and the one starting)
+     * plus 32. */
+    vt_assert_r(r, hmax <= 2 * 2 + 32, "up to %ld heaps were live at once, with two live threads", hmax);
+    vt_assert_r(r, s1 - s0 < 4, "ss_live grew from %ld to %ld over %d threads", s0, s1, LATE_THREADS);
+    free(r);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
-    return lc_main(argc, argv, scenarios, all_modes, NMODES, &modes, "lifecycle_tsd", "tsd", test_tsd, 1, 70);
+    const struct lc_case cases[] = {
+        {"tsd", test_tsd, 70, 1},
+        {"late", test_late, 70, 1},
+    };
+    return lc_main_cases(argc, argv, scenarios, all_modes, NMODES, &modes, "lifecycle_tsd", cases,
+                         sizeof cases / sizeof cases[0]);
 }

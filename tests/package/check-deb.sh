@@ -8,6 +8,9 @@
 #  - no .la file in any package;
 #  - a program linked with `pkg-config --cflags --libs hakmem-lean` runs on
 #    the installed LEAN library; the .pc variables answer;
+#  - static programs linked with `pkg-config --static --libs hakmem`: a C
+#    one without a C++ runtime, a C++ one whose failed operator new runs
+#    its new-handler and throws std::bad_alloc;
 #  - the launcher runs a program against each installed variant, and a C++
 #    program (tests/integration/t_cxx_new.cc) under `hakmem --lean`;
 #  - the man pages are installed.
@@ -72,9 +75,16 @@ cat "$work/lintian.log"
 if grep -q '^E: ' "$work/lintian.log" || [ $lrc -ne 0 ]; then
   bad "lintian reports errors (exit $lrc)"
 fi
-# Every warning that remains must be explained in debian/README.source.
-for tag in $(sed -n 's/^W: [^ ]* [^ ]*: *\([a-z0-9-]*\).*/\1/p; s/^W: [^:]*: \([a-z0-9-]*\).*/\1/p' "$work/lintian.log" | sort -u); do
-  grep -q "$tag" "$s/debian/README.source" || bad "lintian warning $tag is not explained in debian/README.source"
+# Every warning and info tag that remains must be explained in
+# debian/README.source.
+for tag in $(sed -n 's/^[WI]: [^ ]* [^ ]*: *\([a-z0-9-]*\).*/\1/p; s/^[WI]: [^:]*: \([a-z0-9-]*\).*/\1/p' "$work/lintian.log" | sort -u); do
+  grep -q "$tag" "$s/debian/README.source" || bad "lintian tag $tag is not explained in debian/README.source"
+done
+# The libraries are compiled with dpkg-buildflags' hardening flags
+# (README.source says so, to explain hardening-no-fortify-functions).
+for f in $(dpkg-buildflags --get CPPFLAGS) -fstack-protector-strong; do
+  grep -E 'libtool: compile: .* -c src/boxes/base/env_box.c  -fPIC' "$work/build.log" | grep -q -- "$f" ||
+    bad "the libraries are not compiled with $f (dpkg-buildflags)"
 done
 
 echo "== dpkg -i, each library package alone"
@@ -123,6 +133,11 @@ if dpkg -L $pkgs | grep '\.la$'; then bad "a .la file is installed"; fi
 for m in /usr/share/man/man3/hakmem.3.gz /usr/share/man/man1/hakmem.1.gz /usr/share/man/man1/rss-trace.1.gz; do
   [ -f "$m" ] || bad "$m is not installed"
 done
+for p in libhakmem0 libhakmem-lean0 libhakmem-debug0; do
+  for d in README NEWS; do
+    [ -f "/usr/share/doc/$p/$d" ] || [ -f "/usr/share/doc/$p/$d.gz" ] || bad "/usr/share/doc/$p/$d is not installed"
+  done
+done
 
 echo "== a program linked with pkg-config --libs hakmem-lean"
 cat > "$work/linked.c" <<'EOC'
@@ -157,6 +172,42 @@ done
 [ "$(pkg-config --variable=lean_default hakmem-lean)" = on ] || bad "the packaged LEAN library is not LEAN by default"
 grep -q '^URL: ' "$(pkg-config --variable=pcfiledir hakmem)/hakmem.pc" || bad "hakmem.pc has no URL:"
 
+echo "== static programs: cc/c++ -static ... \$(pkg-config --static --libs hakmem)"
+slibs=$(pkg-config --static --libs hakmem)
+echo "pkg-config --static --libs hakmem: $slibs"
+cat > "$work/static.c" <<'EOC'
+#include <stdio.h>
+#include <stdlib.h>
+#include <hakmem.h>
+int main(void)
+{
+    void *p = malloc(100);
+    if (!hakmem_owns(p))
+        return 1;
+    free(p);
+    printf("%s\n", hakmem_variant());
+    return 0;
+}
+EOC
+# shellcheck disable=SC2086
+if cc -static -o "$work/static" "$work/static.c" $slibs; then
+  out=$("$work/static" 2>&1)
+  echo "static C program: $out"
+  [ "$out" = fast ] || bad "the static C program says '$out'"
+else
+  bad "cannot link a C program with cc -static \$(pkg-config --static --libs hakmem)"
+fi
+if command -v c++ >/dev/null 2>&1; then
+  # shellcheck disable=SC2086
+  if c++ -static -o "$work/static-cxx" "$s/tests/package/static_new.cc" $slibs; then
+    out=$("$work/static-cxx" 2>&1)
+    echo "static C++ program: $out"
+    [ "$out" = "bad_alloc after 3 handler calls" ] || bad "the static C++ program says '$out'"
+  else
+    bad "cannot link a C++ program with c++ -static \$(pkg-config --static --libs hakmem)"
+  fi
+fi
+
 echo "== the launcher against each installed variant"
 command -v hakmem >/dev/null || bad "hakmem is not on PATH"
 for opt in "" --lean --debug; do
@@ -170,6 +221,13 @@ for opt in "" --lean --debug; do
   [ -f "$lib" ] || bad "hakmem --which $opt: $lib does not exist"
 done
 out=$(hakmem --version); [ "$out" = "hakmem $version" ] || bad "hakmem --version: $out"
+out=$(HAKMEM_SS_MEM_LEAN=1 hakmem -- "$work/dlprobe" 2>&1)
+[ "$out" = lean ] || bad "HAKMEM_SS_MEM_LEAN=1 hakmem -- dlprobe gives '$out' (want lean)"
+out=$(hakmem --conf lean:1 -- "$work/dlprobe" 2>&1)
+[ "$out" = lean ] || bad "hakmem --conf lean:1 -- dlprobe gives '$out' (want lean)"
+out=$(hakmem no-such-command-$$ 2>&1); rc=$?
+[ $rc -eq 127 ] && [ "$out" = "hakmem: no-such-command-$$: command not found" ] ||
+  bad "hakmem no-such-command: exit $rc, '$out'"
 # The packages are built with the counters: --stats prints the statistics
 # at exit (the human form), counters included.
 out=$(hakmem --stats -- "$work/dlprobe" 2>&1 >/dev/null)

@@ -12,7 +12,11 @@
 #    the library malloc resolves into);
 #  - a preload already in LD_PRELOAD is kept, after hakmem's;
 #  - --stats and --conf set HAKMEM_SS_OS_STATS=1 and HAKMEM_CONF;
-#  - the command's exit status comes back; 127 for a missing command.
+#  - settings that ask for LEAN (HAKMEM_SS_MEM_LEAN=1, lean:1 in --conf or
+#    HAKMEM_CONF) choose the LEAN-capable library, the variable winning;
+#  - the command's exit status comes back; 127 for a missing command, 126
+#    for one that cannot run, said in one line without the script's line
+#    number.
 # And the installed script's library directory is the configured libdir.
 
 set -u
@@ -96,10 +100,60 @@ out=$($l --conf=a:1 -- sh -c 'printf %s "$HAKMEM_CONF"' 2>/dev/null)
 out=$(env -u HAKMEM_CONF $l sh -c 'printf %s "${HAKMEM_CONF-unset}"' 2>/dev/null)
 [ "$out" = unset ] || bad "HAKMEM_CONF set without --conf: '$out'"
 
+# Settings that ask for LEAN: the LEAN-capable library (the FAST one has no
+# LEAN code); a valid variable wins over the string; --debug stays debug
+# (it has LEAN code). Each line: what --which must end with, then the
+# environment and options.
+if [ -f "$libs/libhakmem_lean.so.0" ]; then
+  while IFS='|' read -r want vars opts; do
+    # shellcheck disable=SC2086
+    got=$(env -u HAKMEM_SS_MEM_LEAN -u HAKMEM_CONF $vars sh "$tmp/hakmem" $opts --which 2>&1)
+    case $got in
+      */$want) echo "ok: $vars $opts -> ${got##*/}" ;;
+      *) bad "$vars $opts: --which says '$got', want .../$want" ;;
+    esac
+  done <<'EOT'
+libhakmem_lean.so.0|HAKMEM_SS_MEM_LEAN=1|
+libhakmem_lean.so.0|HAKMEM_SS_MEM_LEAN=on|
+libhakmem_lean.so.0|HAKMEM_CONF=lean:1|
+libhakmem_lean.so.0|HAKMEM_CONF=decommit:free,lean:yes|
+libhakmem_lean.so.0|HAKMEM_CONF=old|--conf=lean:true
+libhakmem_lean.so.0|HAKMEM_SS_MEM_LEAN=banana HAKMEM_CONF=lean:1|
+libhakmem.so.0|HAKMEM_CONF=lean:1|--conf=lean:0
+libhakmem.so.0|HAKMEM_SS_MEM_LEAN=0 HAKMEM_CONF=lean:1|
+libhakmem.so.0|HAKMEM_CONF=lean:1,lean:off|
+libhakmem.so.0|HAKMEM_CONF=lean_target_mb:1|
+libhakmem_debug.so.0|HAKMEM_SS_MEM_LEAN=1|--debug
+EOT
+  out=$(env -u HAKMEM_CONF HAKMEM_SS_MEM_LEAN=1 HAKMEM_TEST_VARIANT=lean HAKMEM_TEST_LIB=$libs/libhakmem_lean.so.0 \
+    $l -- "$probe" 2>&1)
+  [ "$out" = lean ] || bad "HAKMEM_SS_MEM_LEAN=1 hakmem -- hk_probe: '$out' (want lean, no warning)"
+else
+  echo "note: lean not built: the choice of the LEAN library by its settings is not tested"
+fi
+out=$(env -u HAKMEM_CONF HAKMEM_SS_MEM_LEAN=1 sh "$tmp/hakmem-none" true 2>&1); rc=$?
+case $out in
+  "hakmem: HAKMEM_SS_MEM_LEAN=1 asks for LEAN, and "*"libhakmem_lean.so.0 is not installed"*) [ $rc -eq 125 ] || bad "LEAN asked, not installed: exit $rc" ;;
+  *) bad "LEAN asked, not installed: '$out' (exit $rc)" ;;
+esac
+
 $l sh -c 'exit 7'; rc=$?
 [ $rc -eq 7 ] || bad "the command's exit status 7 came back as $rc"
-$l "$tmp/no-such-command" 2>/dev/null; rc=$?
-[ $rc -eq 127 ] || bad "a missing command: exit $rc (want 127)"
+# A command that cannot run: the shell's status, and one line that names
+# it without this script's line number.
+: > "$tmp/not-executable"
+for c in "127 no-such-command-$$" "127 $tmp/no-such-command" "126 $tmp/not-executable" "126 $tmp"; do
+  want=${c%% *} cmd=${c#* }
+  $l "$cmd" 2>"$tmp/err"; rc=$?
+  err=$(cat "$tmp/err")
+  [ $rc -eq "$want" ] || bad "'hakmem $cmd': exit $rc (want $want)"
+  case $err in
+    "hakmem: $cmd: "*[0-9]": "*|*"
+"*) bad "'hakmem $cmd' says: $err" ;;
+    "hakmem: $cmd: "*) echo "ok: hakmem $cmd -> $err (exit $rc)" ;;
+    *) bad "'hakmem $cmd' says: $err" ;;
+  esac
+done
 
 [ $fail -eq 0 ] && echo "launcher: options, preload of each built variant, environment, exit status: ok"
 exit $fail

@@ -19,7 +19,11 @@
  * when it is allocated and checked when it is freed: a block handed out twice, or
  * written by the allocator while live, fails the run. TSan fails it on any
  * race report (tsan-run.sh). In make check it runs linked with the
- * internal LEAN copy, without TSan. Arguments: [seconds] (default 3).
+ * internal LEAN copy and (st_helpers_debug) with the internal debug copy,
+ * without TSan; the debug copy's malloc_trim runs the stranded census
+ * (census_box.h) each time, while the helpers work. At the end, every
+ * block freed and every owner gone, malloc_trim must leave no slab in use.
+ * Arguments: [seconds] (default 3).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -91,6 +95,8 @@ static void *owner(void *arg)
         for (int i = 0; i < ROUND; i++)
             while (atomic_load_explicit(&g_slots[id][i], memory_order_acquire) && !atomic_load(&g_stop))
                 usleep(100);
+        if (atomic_load(&g_stop))
+            break; /* a slot may still hold a block: never overwrite one */
         uintptr_t *mine[64];
         for (int i = 0; i < 64; i++)
             mine[i] = take_block(2 + rnd(&x) % 30);
@@ -184,9 +190,19 @@ int main(int argc, char **argv)
             if (p)
                 give_block(p);
         }
-    printf("st_helpers: %ld rounds by %d owner threads, %ld remote frees, %ld statistics, %ld bad\n",
+    /* Nothing is live and every thread that allocated is gone: a slab
+     * still in use after malloc_trim is one nobody reaches any more. */
+    hakmem_malloc_trim(0);
+    struct hakmem_stats st;
+    hakmem_stats_get(&st, sizeof st);
+    printf("st_helpers: %ld rounds by %d owner threads, %ld remote frees, %ld statistics, %ld bad, "
+           "%llu slabs in use at the end\n",
            atomic_load(&g_rounds), generations + OWNERS, atomic_load(&g_freed), atomic_load(&g_stats),
-           atomic_load(&g_bad));
+           atomic_load(&g_bad), (unsigned long long)st.slabs_in_use);
+    if (st.slabs_in_use > 0) {
+        printf("st_helpers: FAIL: slabs stranded after every block was freed and malloc_trim ran\n");
+        return 1;
+    }
     if (atomic_load(&g_rounds) < 4 || atomic_load(&g_freed) < ROUND) {
         printf("st_helpers: FAIL: the run did too little to mean anything\n");
         return 1;

@@ -300,18 +300,66 @@ static int cache_find_at_locked(uintptr_t at)
     return -1;
 }
 
-/* Recently freed large blocks that went back to the OS: a second free of
- * one is still diagnosed as a double free, not as a stray pointer. */
-#define HK_LARGE_RECENT 64
+/* The starts of the last HK_LARGE_RECENT large blocks freed (lock held):
+ * a second free of one is named a double free after its range went back
+ * to the OS, and no small block is handed out at one of them when a
+ * superslab is built over its range (hk_large_recent_pages). A FIFO ring
+ * of the addresses, and a hash set of ring positions to find one in O(1)
+ * (open addressing, linear probing, backward-shift deletion). A start
+ * handed out again as a large block leaves the set. 12 KiB in all, only
+ * touched once large blocks are freed. */
+#define HK_LARGE_RECENT 1024
+#define HK_RECENT_SLOTS (2 * HK_LARGE_RECENT)
 static uintptr_t g_recent[HK_LARGE_RECENT];
+static uint16_t g_recent_set[HK_RECENT_SLOTS]; /* ring positions + 1; 0: empty */
 static unsigned g_recent_next;
 
-static bool recent_contains_locked(uintptr_t p)
+static inline size_t recent_home(uintptr_t p) { return hash_ptr(p) & (HK_RECENT_SLOTS - 1); }
+
+/* The set slot that holds p, or HK_RECENT_SLOTS. */
+static size_t recent_find_locked(uintptr_t p)
 {
-    for (int i = 0; i < HK_LARGE_RECENT; i++)
-        if (g_recent[i] == p)
-            return true;
-    return false;
+    for (size_t i = recent_home(p);; i = (i + 1) & (HK_RECENT_SLOTS - 1)) {
+        uint16_t v = g_recent_set[i];
+        if (!v)
+            return HK_RECENT_SLOTS;
+        if (g_recent[v - 1] == p)
+            return i;
+    }
+}
+
+static bool recent_contains_locked(uintptr_t p) { return p && recent_find_locked(p) < HK_RECENT_SLOTS; }
+
+/* Take p out (its ring entry becomes 0). */
+static void recent_remove_locked(uintptr_t p)
+{
+    size_t i = recent_find_locked(p);
+    if (i == HK_RECENT_SLOTS)
+        return;
+    g_recent[g_recent_set[i] - 1] = 0;
+    const size_t mask = HK_RECENT_SLOTS - 1;
+    for (size_t j = (i + 1) & mask; g_recent_set[j]; j = (j + 1) & mask) {
+        size_t home = recent_home(g_recent[g_recent_set[j] - 1]);
+        bool stays = i < j ? (i < home && home <= j) : (i < home || home <= j);
+        if (!stays) {
+            g_recent_set[i] = g_recent_set[j];
+            i = j;
+        }
+    }
+    g_recent_set[i] = 0;
+}
+
+static void recent_add_locked(uintptr_t p)
+{
+    recent_remove_locked(p);
+    unsigned at = g_recent_next++ % HK_LARGE_RECENT;
+    if (g_recent[at])
+        recent_remove_locked(g_recent[at]); /* the oldest goes */
+    g_recent[at] = p;
+    size_t i = recent_home(p);
+    while (g_recent_set[i])
+        i = (i + 1) & (HK_RECENT_SLOTS - 1);
+    g_recent_set[i] = (uint16_t)(at + 1);
 }
 
 /* Is p inside a cached (free) range? */
@@ -388,6 +436,7 @@ static uintptr_t cache_alloc_locked(size_t need, size_t align, bool roomy)
     if (!(roomy ? cache_take_roomy_locked(need, &base) : cache_take_locked(need, align, &base)))
         return 0;
     table_insert_locked(base, base, need);
+    recent_remove_locked(base); /* live again */
     HK_GAUGE_ADD(large_live, 1);
     HK_GAUGE_ADD(large_cached_bytes, -(int64_t)need);
     return base;
@@ -435,9 +484,7 @@ static void *large_alloc(size_t size, size_t align, bool zero, bool roomy)
         return NULL;
     }
     table_insert_locked(base, base, msize);
-    for (int i = 0; i < HK_LARGE_RECENT; i++)
-        if (g_recent[i] == base)
-            g_recent[i] = 0; /* live again */
+    recent_remove_locked(base); /* live again */
     HK_GAUGE_ADD(large_live, 1);
     HK_GAUGE_ADD(bytes_committed, (int64_t)msize);
     pthread_mutex_unlock(&g_large_lock);
@@ -456,6 +503,26 @@ void *hk_large_cache_take_chunk(size_t size)
         HK_GAUGE_ADD(large_cached_bytes, -(int64_t)size); /* still committed: the caller's now */
     pthread_mutex_unlock(&g_large_lock);
     return (void *)base;
+}
+
+bool hk_large_recently_freed(const void *p)
+{
+    pthread_mutex_lock(&g_large_lock);
+    bool r = recent_contains_locked((uintptr_t)p);
+    pthread_mutex_unlock(&g_large_lock);
+    return r;
+}
+
+void hk_large_recent_pages(uintptr_t base, size_t size, uint16_t *pages)
+{
+    memset(pages, 0, (size >> 16) * sizeof *pages);
+    pthread_mutex_lock(&g_large_lock);
+    for (int i = 0; i < HK_LARGE_RECENT; i++) {
+        uintptr_t p = g_recent[i];
+        if (p >= base && p - base < size)
+            pages[(p - base) >> 16] |= (uint16_t)(1u << (((p - base) >> 12) & 15));
+    }
+    pthread_mutex_unlock(&g_large_lock);
 }
 
 bool hk_large_was_freed(const void *p)
@@ -498,8 +565,7 @@ int hk_large_free(void *p)
         nevict = cache_take_due_locked(now, evict);
     int purged = nevict;
     bool cached = cache_put_locked(base, size, now, evict, &nevict);
-    if (!cached)
-        g_recent[g_recent_next++ % HK_LARGE_RECENT] = base;
+    recent_add_locked(base);
     int64_t cached_delta = cached ? (int64_t)size : 0;
     int64_t released = cached ? 0 : (int64_t)size;
     for (int i = purged; i < nevict; i++) {

@@ -37,6 +37,15 @@ int hk_large_free(void *p);
 /* Is p a large block freed before (cached, or recently given back)? For
  * the diagnosis of a realloc after free. */
 bool hk_large_was_freed(const void *p);
+/* Is p the start of one of the last 1024 large blocks freed (and not
+ * handed out again as a large block)? Whatever its range serves now: for
+ * naming a second free a double free. */
+bool hk_large_recently_freed(const void *p);
+/* For a superslab built over [base, base + size) (64 KiB-aligned): in
+ * pages[k], bit j is set if page j of its k-th 64 KiB slab starts where
+ * one of the last 1024 large blocks freed started (slab_box: no small
+ * block is handed out there). */
+void hk_large_recent_pages(uintptr_t base, size_t size, uint16_t *pages);
 /* Usable size of a live large block; 0 if p is not one. */
 size_t hk_large_usable(const void *p);
 /* Resize a live large block (new_size > 0) in place, from the cache or with

@@ -51,6 +51,30 @@ static void ss_init_header(hk_superslab_t *ss)
     }
 }
 
+/* Handed down at init (superslab_set_range_source). */
+static _Atomic(hk_range_source_t) g_range_source;
+static _Atomic(hk_range_poison_t) g_range_poison;
+
+void superslab_set_range_source(hk_range_source_t take, hk_range_poison_t poison)
+{
+    atomic_store_explicit(&g_range_source, take, memory_order_relaxed);
+    atomic_store_explicit(&g_range_poison, poison, memory_order_relaxed);
+}
+
+/* A new superslab's range may be where large blocks were freed lately,
+ * whether it came from the large-block cache or from the OS (which maps
+ * freed ranges again): no block starts where one of them started. */
+static void ss_poison_recent_starts(hk_superslab_t *ss)
+{
+    hk_range_poison_t poison = atomic_load_explicit(&g_range_poison, memory_order_relaxed);
+    if (!poison)
+        return;
+    uint16_t pages[HK_SLABS_PER_SS];
+    poison((uintptr_t)ss, HK_SS_SIZE, pages);
+    for (int i = 1; i < HK_SLABS_PER_SS; i++)
+        ss->slabs[i].poison_pages = pages[i];
+}
+
 static hk_superslab_t *ss_map_new(void)
 {
     hk_superslab_t *ss = hk_os_map_aligned(HK_SS_SIZE, HK_SS_SIZE);
@@ -64,6 +88,7 @@ static hk_superslab_t *ss_map_new(void)
         return NULL;
     }
     ss_init_header(ss);
+    ss_poison_recent_starts(ss);
     hk_os_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
     HK_GAUGE_ADD(bytes_committed, (int64_t)HK_SS_SIZE);
     return ss;
@@ -112,14 +137,6 @@ static void cache_push(hk_superslab_t *ss)
     HK_GAUGE_ADD(ss_cached, 1);
 }
 
-/* Handed down at init (superslab_set_range_source). */
-static _Atomic(hk_range_source_t) g_range_source;
-
-void superslab_set_range_source(hk_range_source_t take)
-{
-    atomic_store_explicit(&g_range_source, take, memory_order_relaxed);
-}
-
 /* A superslab built in a range the large-block cache held: its pages are
  * resident already (freed big buffers), so a program whose small blocks
  * grow while its big ones shrink does not fault fresh pages in for them.
@@ -133,6 +150,7 @@ static hk_superslab_t *ss_from_large_cache(void)
         return NULL;
     memset(ss, 0, sizeof *ss);
     ss_init_header(ss);
+    ss_poison_recent_starts(ss);
     hk_os_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
     return ss;
 }

@@ -50,7 +50,10 @@ typedef struct hk_slab {
     uint32_t div_magic;     /* hk_div_magic(block_size); 0 while unused, so
                                every free into an unused slab is refused */
     uint32_t block_size;    /* 0 while unused */
-    uint32_t pad0;
+    uint16_t poison_pages;  /* bit k: page k of the slab starts where a large
+                               block recently freed started: no block is
+                               handed out there (slab_box: carving) */
+    uint16_t pad0;
     uint16_t capacity;      /* blocks that fit */
     uint16_t reserved;      /* blocks carved so far (carving is lazy) */
     uint8_t cls;
@@ -60,7 +63,15 @@ typedef struct hk_slab {
     struct hk_slab *next, *prev; /* owner: class list */
     struct hk_slab *remote_next; /* link in the owner heap's notification stack */
     _Atomic uintptr_t thread_free; /* remote frees: list head | HK_TF_* state */
-    uint8_t pad3[64 - 8];
+    uint32_t takes;         /* remote lists taken so far (by the lock holder) */
+    /* The debug build's census (census_box), under the owner's lock: the
+     * slab as it was when a malloc_trim began with every block free. */
+    uint32_t census_epoch;
+    uintptr_t census_tf;
+    int32_t census_used;
+    uint32_t census_takes;
+    uint8_t census_head;    /* it was its class's head then */
+    uint8_t pad3[64 - 8 - 8 - 8 - 8 - 1];
 } hk_slab_t;
 
 typedef enum {
@@ -118,7 +129,12 @@ HK_INLINE uint8_t *hk_slab_base(hk_superslab_t *ss, const hk_slab_t *slab)
  * cache's hk_large_cache_take_chunk, handed over at init: the large box
  * calls this one, so this one does not include it). */
 typedef void *(*hk_range_source_t)(size_t size);
-void superslab_set_range_source(hk_range_source_t take);
+/* Which pages of a new superslab's range [base, base + size) must not
+ * start a block (a large block freed there lately: its second free must
+ * not free a small block): pages[k] for slab k (the large cache's
+ * hk_large_recent_pages). */
+typedef void (*hk_range_poison_t)(uintptr_t base, size_t size, uint16_t *pages);
+void superslab_set_range_source(hk_range_source_t take, hk_range_poison_t poison);
 /* A superslab with every slab unused, owned by nobody yet; NULL when the OS
  * refuses memory (errno untouched: the caller sets ENOMEM). */
 hk_superslab_t *superslab_acquire(void);

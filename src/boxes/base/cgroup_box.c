@@ -145,6 +145,14 @@ int64_t hk_cgroup_memory_limit(const char *root, char *where, size_t wn)
         int64_t lim = limit_up(root, cg, "memory.max", where, wn, &any);
         if (lim >= 0)
             return lim;
+        /* A hybrid host (systemd's "hybrid" layout): v1 controllers under
+         * the root, v2 mounted at ROOT/unified. */
+        dir[0] = '\0';
+        if (cat(dir, sizeof dir, root) && cat(dir, sizeof dir, "/unified")) {
+            lim = limit_up(dir, cg, "memory.max", where, wn, &any);
+            if (lim >= 0)
+                return lim;
+        }
     }
     if (v1 && v1len < sizeof cg) {
         memcpy(cg, v1, v1len);

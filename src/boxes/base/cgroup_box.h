@@ -1,7 +1,8 @@
 /* cgroup_box: the memory limit of the process's cgroup, for LEAN's budget
  * (lean_target_mb:auto or N%).
  * Owns: reading /proc/self/cgroup and the limit files below the cgroup
- * root: cgroup v2 `memory.max` (unified line "0::PATH"), else cgroup v1
+ * root: cgroup v2 `memory.max` (unified line "0::PATH") under the root
+ * or, on a hybrid host, under ROOT/unified; else cgroup v1
  * `memory/PATH/memory.limit_in_bytes`. The limit of a cgroup is the
  * smallest of its own and its ancestors' (up to the root), as the kernel
  * applies them. Read with open/read/close into stack buffers: no heap.

@@ -17,6 +17,7 @@ typedef enum {
     HK_KIND_BUDGET, /* a size, or auto, or N% of the cgroup's memory limit */
     HK_KIND_ENUM,   /* one of `names`, any case */
     HK_KIND_STR,    /* free text (a path), up to HK_STR_MAX - 1 bytes */
+    HK_KIND_OUT,    /* where output goes: hk_stats_out_t, a file's name as the string */
 } hk_opt_kind_t;
 
 /* Where a setting has an effect. */
@@ -59,8 +60,9 @@ static hk_opt_desc_t g_opts[HK_OPT_COUNT] = {
                               decommit_names, HK_IN_LEAN, "LEAN: how pages are given back"},
     [HK_OPT_SS_OS_STATS] = {"HAKMEM_SS_OS_STATS", "os_stats", NULL, HK_KIND_BOOL, 0, 0, 1, 1, NULL, HK_IN_ALL,
                             "print the statistics (human form) to stderr at exit"},
-    [HK_OPT_STATS] = {"HAKMEM_STATS", "stats", NULL, HK_KIND_STR, 0, 0, 0, 1, NULL, HK_IN_ALL,
-                      "at exit: json (JSON to stderr), human, or a file name for the JSON"},
+    [HK_OPT_STATS] = {"HAKMEM_STATS", "stats", NULL, HK_KIND_OUT, HK_STATS_OFF, 0, 0, 1, NULL, HK_IN_ALL,
+                      "at exit: on/human (human form to stderr), json (JSON to stderr), file:NAME or a "
+                      "path with a '/' (JSON into that file; %p is the process id), off"},
     [HK_OPT_PREWARM_SS] = {"HAKMEM_PREWARM_SS", "prewarm_ss", NULL, HK_KIND_INT, 0, 0, 64, 1, NULL, HK_IN_ALL,
                            "FAST: whole superslabs (2 MiB each) made resident at start-up"},
     [HK_OPT_PREWARM_CLASS_MAX] = {"HAKMEM_PREWARM_CLASS_MAX", "prewarm_class_max", NULL, HK_KIND_SIZE, 1024, 0,
@@ -123,8 +125,14 @@ static void say_origin(hk_msg_t *m, const hk_opt_desc_t *d, hk_src_t src)
     }
 }
 
-static void say_range(hk_msg_t *m, const hk_opt_desc_t *d)
+static void say_range(hk_msg_t *m, const hk_opt_desc_t *d, const char *v)
 {
+    size_t vl = strlen(v);
+    if (d->kind == HK_KIND_BUDGET && vl && v[vl - 1] == '%') {
+        /* A share asked for: its range first. */
+        hk_msg_str(m, "1% to 100% of the cgroup's memory limit (or auto, or a size in MiB)");
+        return;
+    }
     switch (d->kind) {
     case HK_KIND_BOOL:
         hk_msg_str(m, "1/0, true/false, yes/no or on/off");
@@ -144,7 +152,7 @@ static void say_range(hk_msg_t *m, const hk_opt_desc_t *d)
         if (d->kind != HK_KIND_INT)
             hk_msg_str(m, d->unit == MiB ? " MiB (suffix K, M or G for other units" : " bytes (suffix K, M or G");
         if (d->kind == HK_KIND_BUDGET)
-            hk_msg_str(m, "; or auto, or N% of the cgroup's memory limit");
+            hk_msg_str(m, "; or auto, or 1% to 100% of the cgroup's memory limit");
         if (d->kind != HK_KIND_INT)
             hk_msg_str(m, ")");
         return;
@@ -158,8 +166,15 @@ static void say_range(hk_msg_t *m, const hk_opt_desc_t *d)
     case HK_KIND_STR:
         hk_msg_str(m, "at most 255 bytes");
         return;
+    case HK_KIND_OUT:
+        /* A bare word is refused: HAKMEM_STATS=stats.json would otherwise
+         * be read as a file, and 1 or on were, once. */
+        hk_msg_str(m, "on/off (or another boolean), human, json, file:NAME or a path with a '/'");
+        return;
     }
 }
+
+static const char *const out_names[] = {"off", "human", "json", "file:"};
 
 static void say_value(hk_msg_t *m, const hk_opt_desc_t *d, int64_t v)
 {
@@ -172,6 +187,10 @@ static void say_value(hk_msg_t *m, const hk_opt_desc_t *d, int64_t v)
     }
     if (d->kind == HK_KIND_ENUM) {
         hk_msg_str(m, d->names[v]);
+    } else if (d->kind == HK_KIND_OUT) {
+        hk_msg_str(m, out_names[v]);
+        if (v == HK_STATS_FILE)
+            hk_msg_str(m, g_strs[d - g_opts]);
     } else if (d->kind == HK_KIND_STR) {
         hk_msg_str(m, "\"\"");
     } else if (v < 0) {
@@ -192,7 +211,7 @@ static void bad_value(const hk_opt_desc_t *d, hk_src_t src, const char *v, int64
     hk_msg_str(&m, "'");
     hk_msg_str(&m, v);
     hk_msg_str(&m, "' is not valid: allowed ");
-    say_range(&m, d);
+    say_range(&m, d, v);
     hk_msg_str(&m, "; using ");
     say_value(&m, d, keep);
     hk_msg_flush(&m);
@@ -228,20 +247,36 @@ static unsigned distance(const char *a, size_t la, const char *b)
     return row[lb];
 }
 
-/* One warning naming an unknown key or variable and the closest known one. */
+/* One warning naming an unknown key or variable and the closest known one.
+ * A name is measured against every setting's variable, key and alias, the
+ * part after HAKMEM_ of a variable against the keys too, and the closest
+ * is named in the form asked for (a variable for a variable, a key for a
+ * key): the obvious guesses HAKMEM_LEAN and HAKMEM_CONF=SS_MEM_LEAN:1 then
+ * find their setting. */
 static void unknown_name(const char *what, const char *name, size_t len, bool env)
 {
     const char *best = NULL;
     unsigned bd = ~0u;
+    const char *tail = name;
+    size_t tlen = len;
+    if (env && len > 7) {
+        tail += 7; /* after "HAKMEM_" */
+        tlen -= 7;
+    }
     for (int i = 0; i < HK_OPT_COUNT; i++) {
-        const char *cands[2] = {env ? g_opts[i].name : g_opts[i].key, env ? NULL : g_opts[i].alias};
-        for (int k = 0; k < 2; k++) {
+        const hk_opt_desc_t *d = &g_opts[i];
+        const char *cands[3] = {d->name, d->key, d->alias};
+        for (int k = 0; k < 3; k++) {
             if (!cands[k])
                 continue;
-            unsigned dd = distance(name, len, cands[k]);
+            /* A variable's name against the name in full (or, for a key
+             * that does not start with HAKMEM_, against SS_MEM_LEAN); a key
+             * against a variable's tail. */
+            bool full = env || (len >= 7 && strncasecmp(name, "HAKMEM_", 7) == 0);
+            unsigned dd = k ? distance(tail, tlen, cands[k]) : distance(name, len, cands[k] + (full ? 0 : 7));
             if (dd < bd) {
                 bd = dd;
-                best = cands[k];
+                best = env ? d->name : (k == 2 ? d->alias : d->key);
             }
         }
     }
@@ -405,6 +440,28 @@ static bool take(int i, const char *v, hk_src_t src)
             memcpy(g_strs[i], v, n + 1);
         break;
     }
+    case HK_KIND_OUT: {
+        /* Only an unambiguous form names a file: file:NAME, or a path. */
+        const char *file = strncasecmp(v, "file:", 5) == 0 && v[5] ? v + 5 : strchr(v, '/') ? v : NULL;
+        if (file) {
+            size_t n = strlen(file);
+            ok = n < HK_STR_MAX;
+            if (ok)
+                memcpy(g_strs[i], file, n + 1);
+            x = HK_STATS_FILE;
+            break;
+        }
+        ok = true;
+        if (strcasecmp(v, "human") == 0)
+            x = HK_STATS_HUMAN;
+        else if (strcasecmp(v, "json") == 0)
+            x = HK_STATS_JSON;
+        else if (*v) /* a boolean: on is the human form, off is nothing */
+            ok = parse_bool(v, &x);
+        if (ok)
+            g_strs[i][0] = '\0';
+        break;
+    }
     }
     if (!ok) {
         bad_value(d, src, v, g_values[i]);
@@ -430,6 +487,44 @@ static int find_key(const char *k, size_t n)
     return -1;
 }
 
+/* "lean=1" (or "HAKMEM_SS_MEM_LEAN=1") inside the string: a variable's
+ * form where a key:value belongs. Says how to write it; false if the name
+ * before '=' is no setting's (then it is an unknown key). */
+static bool wrong_form(const char *what, const char *p, size_t len)
+{
+    const char *eq = memchr(p, '=', len);
+    if (!eq)
+        return false;
+    size_t kl = (size_t)(eq - p);
+    while (kl && (p[kl - 1] == ' ' || p[kl - 1] == '\t'))
+        kl--;
+    int i = find_key(p, kl);
+    for (int k = 0; k < HK_OPT_COUNT && i < 0; k++)
+        if (strlen(g_opts[k].name) == kl && strncasecmp(g_opts[k].name, p, kl) == 0)
+            i = k;
+    if (i < 0)
+        return false;
+    char entry[96], value[64];
+    size_t el = len < sizeof entry - 1 ? len : sizeof entry - 1, vl = len - (size_t)(eq + 1 - p);
+    if (vl > sizeof value - 1)
+        vl = sizeof value - 1;
+    memcpy(entry, p, el);
+    entry[el] = '\0';
+    memcpy(value, eq + 1, vl);
+    value[vl] = '\0';
+    hk_msg_t m = {.len = 0};
+    hk_msg_str(&m, "hakmem: warning: ");
+    hk_msg_str(&m, what);
+    hk_msg_str(&m, " '");
+    hk_msg_str(&m, entry);
+    hk_msg_str(&m, "' is not key:value (ignored); write ");
+    hk_msg_str(&m, g_opts[i].key);
+    hk_msg_str(&m, ":");
+    hk_msg_str(&m, value);
+    hk_msg_flush(&m);
+    return true;
+}
+
 static void parse_conf(const char *conf, hk_src_t src, int only, bool warn)
 {
     const char *what = src == HK_SRC_CONF ? "HAKMEM_CONF key" : "built-in conf (--with-conf) key";
@@ -446,7 +541,11 @@ static void parse_conf(const char *conf, hk_src_t src, int only, bool warn)
             while (kl && (p[kl - 1] == ' ' || p[kl - 1] == '\t'))
                 kl--;
             int i = find_key(p, kl);
-            if (i < 0) {
+            if (!colon && memchr(p, '=', len)) {
+                /* key=value: say how to write it, or name the closest key */
+                if (warn && !wrong_form(what, p, len))
+                    unknown_name(what, p, (size_t)((const char *)memchr(p, '=', len) - p), false);
+            } else if (i < 0) {
                 if (warn)
                     unknown_name(what, p, kl, false);
             } else if (!colon) {
@@ -478,6 +577,38 @@ static void parse_conf(const char *conf, hk_src_t src, int only, bool warn)
             }
         }
         p = end ? end + 1 : NULL;
+    }
+}
+
+static bool built_in(const hk_opt_desc_t *d)
+{
+    return d->scope == HK_IN_ALL || (d->scope == HK_IN_LEAN && config_lean) || (d->scope == HK_IN_DEBUG && config_debug);
+}
+
+/* A setting given explicitly (a variable or HAKMEM_CONF, not the string
+ * compiled into every variant of a build) that this library has no code
+ * for: one warning, as for an unknown one, unless it asks for the default
+ * (LEAN off in the FAST library is what that library does). */
+static void warn_not_built_in(void)
+{
+    for (int i = 0; i < HK_OPT_COUNT; i++) {
+        const hk_opt_desc_t *d = &g_opts[i];
+        if (built_in(d) || (g_src[i] != HK_SRC_ENV && g_src[i] != HK_SRC_CONF))
+            continue;
+        if (d->kind == HK_KIND_STR ? !g_strs[i][0] : g_values[i] == d->def)
+            continue;
+        hk_msg_t m = {.len = 0};
+        hk_msg_str(&m, "hakmem: warning: ");
+        say_origin(&m, d, g_src[i]);
+        if (d->kind == HK_KIND_STR)
+            hk_msg_str(&m, g_strs[i]);
+        else
+            say_value(&m, d, g_values[i]);
+        hk_msg_str(&m, " has no effect: this library (");
+        hk_msg_str(&m, config_variant_name);
+        hk_msg_str(&m, d->scope == HK_IN_LEAN ? ") has no LEAN code; libhakmem_lean.so has (hakmem --lean)"
+                                              : ") is not the debug library (libhakmem_debug.so, hakmem --debug)");
+        hk_msg_flush(&m);
     }
 }
 
@@ -535,6 +666,7 @@ void hk_env_init(void)
             take(i, v, HK_SRC_ENV);
     }
     check_environment();
+    warn_not_built_in();
     atomic_store_explicit(&g_env_state, 2, memory_order_release);
 }
 
@@ -576,11 +708,6 @@ bool hk_opt_is_set(hk_opt_t which)
     return g_src[which] != HK_SRC_DEFAULT;
 }
 
-static bool built_in(const hk_opt_desc_t *d)
-{
-    return d->scope == HK_IN_ALL || (d->scope == HK_IN_LEAN && config_lean) || (d->scope == HK_IN_DEBUG && config_debug);
-}
-
 void hk_env_dump(void)
 {
     hk_out_t o;
@@ -612,6 +739,10 @@ void hk_env_dump(void)
             hk_out_str(&o, "\"");
             hk_out_str(&o, g_strs[i]);
             hk_out_str(&o, "\"");
+            break;
+        case HK_KIND_OUT:
+            hk_out_str(&o, out_names[v]);
+            hk_out_str(&o, g_strs[i]);
             break;
         case HK_KIND_SIZE:
         case HK_KIND_BUDGET:

@@ -8,7 +8,12 @@
  * (HAKMEM_VERBOSE=1).
  * Values: booleans 1/0, true/false, yes/no, on/off; sizes N with K, M, G
  * (KB/KiB, ...), a bare number in the setting's unit; LEAN's budget also
- * `auto` or `N%` of the cgroup's memory limit (cgroup_box).
+ * `auto` or `N%` of the cgroup's memory limit (cgroup_box); the statistics'
+ * output a boolean, human, json, file:NAME or a path with a '/'.
+ * A setting given explicitly (variable or HAKMEM_CONF) whose code this
+ * library does not have (LEAN's in the FAST library, fault injection
+ * outside the debug one) gets one warning too, unless it asks for the
+ * default (which is what the library does anyway).
  * Promises: parsed once on first use, thread-safe, without the heap; a bad
  * value gets one warning line on stderr and the next source's value.
  * Must not: allocate, or read any other box's state. */
@@ -31,7 +36,7 @@ typedef enum {
     HK_OPT_LEAN_TARGET_MB,   /* HAKMEM_SS_MEM_LEAN_TARGET_MB: LEAN budget, MiB (auto, N%) */
     HK_OPT_LEAN_DECOMMIT,    /* HAKMEM_SS_MEM_LEAN_DECOMMIT: FREE|DONTNEED|OFF */
     HK_OPT_SS_OS_STATS,      /* HAKMEM_SS_OS_STATS: print the statistics at exit */
-    HK_OPT_STATS,            /* HAKMEM_STATS: json | human | a file for the JSON, at exit */
+    HK_OPT_STATS,            /* HAKMEM_STATS: at exit, hk_stats_out_t (a file: hk_opt_str) */
     HK_OPT_PREWARM_SS,       /* HAKMEM_PREWARM_SS: whole superslabs prewarmed (FAST) */
     HK_OPT_PREWARM_CLASS_MAX, /* HAKMEM_PREWARM_CLASS_MAX: hot classes prewarmed (FAST), bytes */
     HK_OPT_LARGE_CACHE_MB,   /* HAKMEM_LARGE_CACHE_MB: freed large ranges kept, MiB */
@@ -44,12 +49,20 @@ typedef enum {
     HK_OPT_COUNT
 } hk_opt_t;
 
+/* HAKMEM_STATS: what is printed at exit, and where. */
+typedef enum {
+    HK_STATS_OFF = 0,   /* a boolean off (0, false, no, off): nothing */
+    HK_STATS_HUMAN = 1, /* a boolean on, or `human`: the human form on stderr */
+    HK_STATS_JSON = 2,  /* `json`: the JSON form on stderr */
+    HK_STATS_FILE = 3,  /* `file:NAME` or a path with a '/': the JSON into that file */
+} hk_stats_out_t;
+
 /* Value of a setting (enums as their index; sizes in the setting's unit,
  * rounded down). Parses the settings on the first call. */
 int64_t hk_opt(hk_opt_t which);
 /* A size setting in bytes. */
 int64_t hk_opt_bytes(hk_opt_t which);
-/* A string setting ("" when not given). */
+/* A string setting ("" when not given; HAKMEM_STATS: the file's name). */
 const char *hk_opt_str(hk_opt_t which);
 /* Was the setting given validly by any source (variable, HAKMEM_CONF, the
  * compiled-in string)? */

@@ -37,6 +37,21 @@ void hk_stats_fill_gauges(struct hakmem_stats *out)
     out->bytes_committed_peak = (uint64_t)HK_GAUGE_GET(bytes_committed_peak);
 }
 
+void hk_stats_glibc(const struct hakmem_stats *s, hk_glibc_figures_t *g)
+{
+    uint64_t large = s->large_live_bytes;
+    g->hblks = s->large_live;
+    g->hblkhd = large;
+    g->uordblks = s->bytes_allocated > large ? s->bytes_allocated - large : 0;
+    g->arena = s->bytes_committed > large ? s->bytes_committed - large : 0;
+    /* The snapshot's figures come from several instants while other
+     * threads run: the identity holds whatever they did. */
+    if (g->arena < g->uordblks)
+        g->arena = g->uordblks;
+    g->fordblks = g->arena - g->uordblks;
+    g->keepcost = s->bytes_cached < g->fordblks ? s->bytes_cached : g->fordblks;
+}
+
 /* The figures every form prints, one list: JSON key, field, whether it is
  * a size in bytes (the human form gives it a unit). Counters come from the
  * X-macro list and are printed only where they are built in. */
@@ -50,6 +65,7 @@ void hk_stats_fill_gauges(struct hakmem_stats *out)
     X(committed_peak, bytes_committed_peak, 1)      \
     X(cached, bytes_cached, 1)                      \
     X(retained, bytes_retained, 1)                  \
+    X(reserved, bytes_reserved, 1)                  \
     X(large_live, large_live, 0)                    \
     X(large_live_bytes, large_live_bytes, 1)        \
     X(large_cached, large_cached_bytes, 1)          \
@@ -175,36 +191,43 @@ static void xml_attr(hk_out_t *o, const char *name, uint64_t v)
 }
 
 /* The totals glibc writes inside <heap> and again for the whole process
- * (there with the mmapped blocks). */
-static void xml_totals(hk_out_t *o, const struct hakmem_stats *s, uint64_t small_n, uint64_t small, bool mmap)
+ * (there with the mmapped blocks). system and aspace: the heap obtained
+ * from the system that is not one mapping per block (mallinfo2's arena);
+ * its peak is at least the superslabs' peak. */
+static void xml_totals(hk_out_t *o, const struct hakmem_stats *s, const hk_glibc_figures_t *g, uint64_t small_n,
+                       bool mmap)
 {
+    uint64_t peak = s->ss_live_peak * HK_SS_SIZE;
     hk_out_str(o, "<total type=\"fast\" count=\"0\" size=\"0\"/>\n<total type=\"rest\"");
     xml_attr(o, "count", small_n);
-    xml_attr(o, "size", small);
+    xml_attr(o, "size", g->uordblks);
     if (mmap) {
         hk_out_str(o, "/>\n<total type=\"mmap\"");
-        xml_attr(o, "count", s->large_live);
-        xml_attr(o, "size", s->large_live_bytes);
+        xml_attr(o, "count", g->hblks);
+        xml_attr(o, "size", g->hblkhd);
     }
     hk_out_str(o, "/>\n<system type=\"current\"");
-    xml_attr(o, "size", s->bytes_mapped);
+    xml_attr(o, "size", g->arena);
     hk_out_str(o, "/>\n<system type=\"max\"");
-    xml_attr(o, "size", s->bytes_mapped_peak);
+    xml_attr(o, "size", peak > g->arena ? peak : g->arena);
     hk_out_str(o, "/>\n<aspace type=\"total\"");
-    xml_attr(o, "size", s->bytes_committed);
+    xml_attr(o, "size", g->arena);
     hk_out_str(o, "/>\n<aspace type=\"mprotect\"");
-    xml_attr(o, "size", s->bytes_committed);
+    xml_attr(o, "size", g->arena);
     hk_out_str(o, "/>\n");
 }
 
 /* glibc's layout: one <heap> (hakmem's small blocks: <size> per class in
  * use, from/to the request sizes it serves, total/count the blocks in
  * use), then the totals: "rest" = small blocks in use, "mmap" = large
- * blocks, system current/max = mapped now/at the peak, aspace = committed. */
+ * blocks, system and aspace = mallinfo2's arena; then hakmem's own figures
+ * (the reserved address space only there). */
 void hk_stats_write_xml(hk_out_t *o, const hk_stats_view_t *v)
 {
     const struct hakmem_stats *s = &v->s;
-    uint64_t small = s->bytes_allocated - s->large_live_bytes, small_n = 0;
+    hk_glibc_figures_t g;
+    hk_stats_glibc(s, &g);
+    uint64_t small_n = 0;
     hk_out_str(o, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n");
     uint64_t from = 1;
     for (int c = 0; c < HK_NUM_CLASSES; c++) {
@@ -222,13 +245,16 @@ void hk_stats_write_xml(hk_out_t *o, const hk_stats_view_t *v)
         from = k->block_size + 1;
     }
     hk_out_str(o, "</sizes>\n");
-    xml_totals(o, s, small_n, small, false);
+    xml_totals(o, s, &g, small_n, false);
     hk_out_str(o, "</heap>\n");
-    xml_totals(o, s, small_n, small, true);
+    xml_totals(o, s, &g, small_n, true);
     hk_out_str(o, "<hakmem");
     xml_attr(o, "allocated", s->bytes_allocated);
     xml_attr(o, "active", s->bytes_active);
     xml_attr(o, "cached", s->bytes_cached);
+    xml_attr(o, "mapped", s->bytes_mapped);
+    xml_attr(o, "committed", s->bytes_committed);
     xml_attr(o, "retained", s->bytes_retained);
+    xml_attr(o, "reserved", s->bytes_reserved);
     hk_out_str(o, "/>\n</malloc>\n");
 }

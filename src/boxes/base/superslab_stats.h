@@ -32,7 +32,8 @@
     X(bytes_mapped, 1)      \
     X(bytes_committed, 1)   \
     X(large_live, 0)        \
-    X(large_cached_bytes, 0)
+    X(large_cached_bytes, 0) \
+    X(bytes_reserved, 0)
 
 typedef struct hk_stats {
 #define HK_DECL_COUNTER(name) _Atomic uint64_t name;
@@ -71,6 +72,20 @@ typedef struct hk_stats_view {
     struct hakmem_stats s;
     struct hakmem_class_stats cls[HK_NUM_CLASSES];
 } hk_stats_view_t;
+
+/* glibc's mallinfo2 figures from a snapshot, with glibc's meanings and
+ * identities: the heap that is not one mapping per block (superslabs and
+ * the freed large ranges kept for reuse: committed, less the live large
+ * blocks) is `arena`, of which `uordblks` is in use (small blocks) and
+ * `fordblks` is free, arena = uordblks + fordblks; the live large blocks
+ * (each its own mapping, as glibc's mmapped chunks) are hblks/hblkhd only.
+ * So uordblks + hblkhd is what is in use. Reserved address space is in
+ * none. keepcost: what malloc_trim gives back now (cached), within
+ * fordblks. mallinfo2, mallinfo and malloc_info all read these. */
+typedef struct hk_glibc_figures {
+    uint64_t arena, uordblks, fordblks, hblks, hblkhd, keepcost;
+} hk_glibc_figures_t;
+void hk_stats_glibc(const struct hakmem_stats *s, hk_glibc_figures_t *g);
 
 /* The counters and the gauges this box keeps, into *out (the rest 0). */
 void hk_stats_fill_gauges(struct hakmem_stats *out);

@@ -10,9 +10,10 @@
 #include "front/thread_box.h"
 #include "backend/ss_release_policy_box.h"
 #include "front/background_box.h"
+#include "heap/census_box.h"
 
 #include <fcntl.h>
-#include <strings.h>
+#include <limits.h>
 #include <unistd.h>
 
 void *hk_debug_small_alloc(size_t size, size_t align)
@@ -43,7 +44,12 @@ void hk_free_other(void *p, unsigned kind)
 {
     if (!p)
         return;
-    int r = kind == HK_REG_LARGE ? hk_large_free(p) : HK_LARGE_NOT_OURS;
+    /* Not in a range of ours: a large block freed a while ago whose range
+     * went back to the OS (trim, the purge delay, eviction) is still
+     * named a double free. */
+    int r = kind == HK_REG_LARGE      ? hk_large_free(p)
+            : hk_large_recently_freed(p) ? HK_LARGE_ALREADY_FREE
+                                         : HK_LARGE_NOT_OURS;
     if (r == HK_LARGE_FREED) {
         hk_idle_tick(); /* the purge delay, on the allocator's own calls */
         return;
@@ -185,7 +191,10 @@ void *hk_realloc_impl(void *p, size_t size)
 foreign:
     /* Its size is unknown (the memory is never read): nothing can be
      * copied. The block is left as it is. */
-    hk_report_misuse("invalid realloc", p, "not a block hakmem handed out");
+    if (hk_large_recently_freed(p))
+        hk_report_misuse("realloc after free", p, "large block is already free");
+    else
+        hk_report_misuse("invalid realloc", p, "not a block hakmem handed out");
     errno = ENOMEM;
     return NULL;
 }
@@ -218,9 +227,13 @@ HK_API void hakmem_free_aligned_sized(void *p, size_t align, size_t size) { hk_a
  * gauges. */
 HK_API int hakmem_malloc_trim(size_t pad)
 {
+    /* The debug library proves around it that nothing was stranded. */
+    bool census = config_debug && hk_census_begin();
     size_t released = hk_large_trim();
     released += hk_heap_trim_all();
     released += superslab_trim();
+    if (census)
+        hk_census_end();
     hk_check_gauges();
     return released > 0;
 }
@@ -320,24 +333,48 @@ HK_API size_t hakmem_stats_json(char *buf, size_t size)
     return hk_out_flush(&o);
 }
 
+/* The file HAKMEM_STATS names, with each %p replaced by the process id
+ * (several processes of one program would otherwise overwrite one file).
+ * false if the result does not fit. */
+static bool stats_file_name(const char *tmpl, char *out, size_t n)
+{
+    hk_msg_t pid = {.len = 0};
+    hk_msg_u64(&pid, (uint64_t)getpid());
+    size_t len = 0;
+    for (const char *s = tmpl; *s; s++) {
+        bool subst = s[0] == '%' && s[1] == 'p';
+        const char *add = subst ? pid.buf : s;
+        size_t k = subst ? pid.len : 1;
+        if (len + k >= n)
+            return false;
+        memcpy(out + len, add, k);
+        len += k;
+        s += subst;
+    }
+    out[len] = '\0';
+    return true;
+}
+
 void hk_stats_at_exit(void)
 {
-    const char *how = hk_opt_str(HK_OPT_STATS);
-    bool human = hk_opt(HK_OPT_SS_OS_STATS) != 0;
-    if (!human && !*how)
+    int64_t how = hk_opt(HK_OPT_STATS);
+    bool human = hk_opt(HK_OPT_SS_OS_STATS) != 0 || how == HK_STATS_HUMAN;
+    if (!human && how == HK_STATS_OFF)
         return;
     int saved = errno;
-    if (human || strcasecmp(how, "human") == 0)
+    if (human)
         stats_to_fd(2, false);
-    if (strcasecmp(how, "json") == 0) {
+    if (how == HK_STATS_JSON) {
         stats_to_fd(2, true);
-    } else if (*how && strcasecmp(how, "human") != 0) {
-        /* A file for the JSON form. */
-        int fd = open(how, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    } else if (how == HK_STATS_FILE) {
+        char path[PATH_MAX];
+        int fd = -1;
+        if (stats_file_name(hk_opt_str(HK_OPT_STATS), path, sizeof path))
+            fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0) {
             hk_msg_t m = {.len = 0};
             hk_msg_str(&m, "hakmem: warning: HAKMEM_STATS: cannot write ");
-            hk_msg_str(&m, how);
+            hk_msg_str(&m, hk_opt_str(HK_OPT_STATS));
             hk_msg_flush(&m);
         } else {
             stats_to_fd(fd, true);

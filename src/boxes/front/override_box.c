@@ -62,30 +62,31 @@ HK_EXPORT int __posix_memalign(void **memptr, size_t align, size_t size)
 
 HK_EXPORT int malloc_trim(size_t pad) { return hakmem_malloc_trim(pad); }
 
-/* glibc's mallinfo fields, with glibc's meanings, from hakmem's data
- * (address space only reserved, such as the registry's, is in none):
- *  arena    bytes of superslabs in use (hakmem's "main arena")
- *  ordblks  1                                hblks/hblkhd  live large blocks, bytes
- *  uordblks bytes allocated (in use, small and large, as hakmem_stats_get)
- *  fordblks free bytes held: superslabs in use and cached, less what is
- *           in use there; cached large ranges
+/* glibc's mallinfo fields, with glibc's meanings and identities, from
+ * hakmem's data (hk_stats_glibc says which figure is which):
+ *  arena    the heap obtained from the system, not counting the large
+ *           blocks' own mappings: arena = uordblks + fordblks
+ *  uordblks small blocks in use        fordblks  free bytes of that heap
+ *  hblks    live large blocks          hblkhd    their bytes
  *  keepcost what malloc_trim could give back now (cached bytes)
- *  usmblks  peak bytes mapped */
+ *  ordblks  1                          usmblks   peak bytes mapped
+ * uordblks + hblkhd is what the program has in use; address space only
+ * reserved (the registry's) is in no field. */
 HK_EXPORT struct mallinfo2 mallinfo2(void)
 {
     hk_stats_view_t v;
+    hk_glibc_figures_t g;
     hk_stats_view(&v);
-    const struct hakmem_stats *s = &v.s;
+    hk_stats_glibc(&v.s, &g);
     struct mallinfo2 mi = {0};
-    uint64_t small = s->bytes_allocated - s->large_live_bytes;
-    mi.arena = s->ss_live * HK_SS_SIZE;
+    mi.arena = g.arena;
     mi.ordblks = 1;
-    mi.hblks = s->large_live;
-    mi.hblkhd = s->large_live_bytes;
-    mi.uordblks = s->bytes_allocated;
-    mi.fordblks = (mi.arena > small ? mi.arena - small : 0) + s->bytes_cached;
-    mi.keepcost = s->bytes_cached;
-    mi.usmblks = s->bytes_mapped_peak;
+    mi.hblks = g.hblks;
+    mi.hblkhd = g.hblkhd;
+    mi.uordblks = g.uordblks;
+    mi.fordblks = g.fordblks;
+    mi.keepcost = g.keepcost;
+    mi.usmblks = v.s.bytes_mapped_peak;
     return mi;
 }
 
@@ -104,6 +105,7 @@ HK_EXPORT struct mallinfo mallinfo(void)
     mi.usmblks = HK_SAT(m2.usmblks);
     mi.uordblks = HK_SAT(m2.uordblks);
     mi.fordblks = HK_SAT(m2.fordblks);
+    mi.keepcost = HK_SAT(m2.keepcost);
 #undef HK_SAT
     return mi;
 }

@@ -5,6 +5,7 @@
 #include "base/diag_box.h"
 #include "base/env_box.h"
 #include "heap/heap_box.h"
+#include "heap/census_box.h"
 #include "backend/large_box.h"
 #include "backend/ss_allocation_box.h"
 #include "backend/ss_release_policy_box.h"
@@ -56,6 +57,7 @@ static void fork_child(void)
     hk_large_fork_child();
     superslab_fork_child();
     hk_heap_fork_child();
+    hk_census_fork_child();
     hk_background_fork_child();
 }
 
@@ -130,8 +132,9 @@ int hk_global_init(void)
             /* The heaps' sweep runs the purge tick (handed down: the heap
              * box never calls up). */
             hk_heap_set_idle_tick(hk_idle_tick);
-            /* New superslabs may be built in freed large blocks' ranges. */
-            superslab_set_range_source(hk_large_cache_take_chunk);
+            /* New superslabs may be built in freed large blocks' ranges;
+             * no small block starts where a large one lately did. */
+            superslab_set_range_source(hk_large_cache_take_chunk, hk_large_recent_pages);
             if (hk_opt(HK_OPT_VERBOSE)) {
                 hk_env_dump();
                 hk_msg_t m = {.len = 0};

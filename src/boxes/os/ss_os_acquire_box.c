@@ -26,7 +26,9 @@ static bool inject_map_failure(void)
     return atomic_fetch_add_explicit(&g_map_seq, 1, memory_order_relaxed) + 1 == (uint64_t)n;
 }
 
-static void *raw_map(void *hint, size_t size, int extra_flags)
+/* reserve: address space only (the registry's): counted apart from what is
+ * mapped to be used, since it is never touched beyond what is used. */
+static void *raw_map(void *hint, size_t size, int extra_flags, bool reserve)
 {
     if (inject_map_failure()) {
         HK_STAT_INC(mmap_failures);
@@ -38,7 +40,10 @@ static void *raw_map(void *hint, size_t size, int extra_flags)
         HK_STAT_INC(mmap_failures);
         return NULL;
     }
-    HK_GAUGE_ADD(bytes_mapped, (int64_t)size);
+    if (reserve)
+        HK_GAUGE_ADD(bytes_reserved, (int64_t)size);
+    else
+        HK_GAUGE_ADD(bytes_mapped, (int64_t)size);
     return p;
 }
 
@@ -54,7 +59,7 @@ static int raw_unmap(void *p, size_t size)
 void *hk_os_map(size_t size)
 {
     int saved = errno;
-    void *p = raw_map(NULL, size, 0);
+    void *p = raw_map(NULL, size, 0, false);
     errno = saved;
     return p;
 }
@@ -62,7 +67,7 @@ void *hk_os_map(size_t size)
 void *hk_os_reserve(size_t size)
 {
     int saved = errno;
-    void *p = raw_map(NULL, size, MAP_NORESERVE);
+    void *p = raw_map(NULL, size, MAP_NORESERVE, true);
     errno = saved;
     return p;
 }
@@ -77,7 +82,7 @@ void *hk_os_map_aligned(size_t size, size_t align)
     void *result = NULL;
     uintptr_t hint = atomic_load_explicit(&g_aligned_hint, memory_order_relaxed);
     if (hint > size + align) {
-        void *p = raw_map((void *)(hint - size), size, 0);
+        void *p = raw_map((void *)(hint - size), size, 0, false);
         if (p && ((uintptr_t)p & (align - 1)) == 0) {
             result = p;
         } else if (p) {
@@ -87,7 +92,7 @@ void *hk_os_map_aligned(size_t size, size_t align)
     if (!result && size + align > size) {
         /* Over-map by `align`, then trim both ends to the aligned part. */
         size_t span = size + align;
-        uint8_t *p = raw_map(NULL, span, 0);
+        uint8_t *p = raw_map(NULL, span, 0, false);
         if (p) {
             uintptr_t a = hk_align_up((uintptr_t)p, align);
             size_t head = a - (uintptr_t)p;

@@ -6,7 +6,7 @@
  * size, addresses page-aligned; errno is saved and restored, so callers see
  * the errno they had (they set ENOMEM themselves when they fail a request);
  * every call is counted (stats box); the bytes_mapped gauge follows
- * map/unmap/remap. In the debug build HAKMEM_FAULT_MMAP=N makes the Nth
+ * map/unmap/remap, bytes_reserved what hk_os_reserve reserved. In the debug build HAKMEM_FAULT_MMAP=N makes the Nth
  * mapping fail, for tests.
  * Must not: call up into any allocator box. */
 #ifndef HAKMEM_SS_OS_ACQUIRE_BOX_H
@@ -20,7 +20,8 @@ void *hk_os_map(size_t size);
 /* Fresh zeroed memory aligned to `align` (a power of two >= page size), or
  * NULL. Tries an aligned hint first (one syscall), else over-maps and trims. */
 void *hk_os_map_aligned(size_t size, size_t align);
-/* Reserve address space without committing memory (MAP_NORESERVE), or NULL. */
+/* Reserve address space without committing memory (MAP_NORESERVE), or NULL.
+ * Counted as reserved, not mapped: untouched address space is no memory. */
 void *hk_os_reserve(size_t size);
 /* Give a range back. Returns 0, or -1 (the range stays mapped). */
 int hk_os_unmap(void *p, size_t size);

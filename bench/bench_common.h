@@ -5,7 +5,7 @@
  *
  *   Throughput = N ops/s [k=v ...] time=T s
  *   Peak RSS = N KiB Page faults = M minor
- *   End Rss = N KiB LazyFree = M KiB
+ *   End Rss = N KiB LazyFree = M KiB AnonHugePages = H KiB
  *
  * Must not allocate through malloc: the burst workload reads smaps_rollup
  * right after freeing, and any allocator call there would disturb what it
@@ -151,12 +151,24 @@ static inline void bench_report(double ops, double secs, const char *params)
     getrusage(RUSAGE_SELF, &ru);
     long peak = bench_peak_rss(&ru);
     bench_smaps(&rss, &lazy);
+    /* Transparent huge pages still mapped (thp:1, or an allocator that
+     * asks for them): what the few faults of such a run cost in Rss. */
+    long huge = bench_smaps_field(bench_read_proc("/proc/self/smaps_rollup"), "\nAnonHugePages:");
     printf("Throughput = %.0f ops/s [%s] time=%.6f s\n",
            secs > 0 ? ops / secs : 0.0, params, secs);
     printf("Peak RSS = %ld KiB Page faults = %ld minor\n",
            peak, (long)ru.ru_minflt);
-    printf("End Rss = %ld KiB LazyFree = %ld KiB\n", rss, lazy);
+    printf("End Rss = %ld KiB LazyFree = %ld KiB AnonHugePages = %ld KiB\n", rss, lazy, huge);
     fflush(stdout);
+}
+
+/* After the clock stops: free the blocks still in the n slots, then the
+ * slot array itself (not counted as ops). */
+static inline void bench_free_slots(void **slots, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(slots[i]);
+    free(slots);
 }
 
 /* xorshift32 (13, 17, 5): the original benchmark's generator. Never 0. */

@@ -60,9 +60,7 @@ int main(int argc, char **argv)
     bench_loop(slots, cycles, ws, seed);
     double t1 = bench_now();
 
-    for (uint32_t i = 0; i < ws; i++)
-        free(slots[i]);
-    free(slots);
+    bench_free_slots(slots, ws);
 
     char params[96];
     snprintf(params, sizeof params, "iter=%llu ws=%u",

@@ -6,7 +6,9 @@
 #     variant (and each LEAN mode) and prints output the harness parses;
 #  2. the strace, rss-trace and plot paths of the harness work, and the
 #     longrun command (make bench-longrun) runs and writes its table;
-#  3. the harness reports a broken allocator as a failure, not a number:
+#  3. peers given by path (--peer, BENCH_PEERS) are run and compared, and a
+#     missing one is a usage error;
+#  4. the harness reports a broken allocator as a failure, not a number:
 #     a command that crashes, one that prints garbage, one that prints a
 #     partial report, one that exits non-zero after a good report, one that
 #     hangs, and a preload library that does not exist (ld.so would only
@@ -32,9 +34,9 @@ fail=0
 H() { "$PYTHON3" "$harness" --builddir "$builddir" --srcdir "$srcdir" "$@"; }
 
 # 1. Every workload, every hakmem variant (the default set in tiny mode).
-if H run --mode tiny --workloads random_mixed,burst,prodcons,churn,server,realloc,large,skewed,soak,longrun \
+if H run --mode tiny --workloads random_mixed,burst,prodcons,churn,server,realloc,large,skewed,fill,classes,soak,longrun \
        --no-strace --no-trace --no-plots --out "$tmp/ok" >"$tmp/ok.md" 2>"$tmp/ok.err"; then
-    for wl in random_mixed burst prodcons churn server realloc large soak longrun; do
+    for wl in random_mixed burst prodcons churn server realloc large skewed fill classes soak longrun; do
         grep -q "^## $wl " "$tmp/ok.md" || { echo "FAIL: no $wl section"; fail=1; }
     done
     if grep -q FAIL "$tmp/ok.md"; then echo "FAIL: a run failed"; fail=1; fi
@@ -62,7 +64,42 @@ else
     echo "FAIL: harness longrun failed"; cat "$tmp/longrun.md"; fail=1
 fi
 
-# 3. Broken allocators must be reported as failures.
+# 3. Peers built from source, given by path (--peer, BENCH_PEERS): run by
+#    default and compared in their own section; a path that does not exist
+#    is a usage error (exit 2), not a skipped or a glibc run. A hakmem
+#    library stands in for the peer here: nothing in make check needs one.
+peerlib=$(ls "$builddir"/src/.libs/libhakmem*.so | head -n 1)
+if H run --mode tiny --workloads random_mixed,fill --allocs hakmem --peer "standin=$peerlib" \
+       --no-strace --no-trace --no-plots --out "$tmp/peer" >"$tmp/peer.md" 2>&1; then
+    grep -q '^## Against the newest peers (standin)' "$tmp/peer.md" ||
+        { echo "FAIL: no 'Against the newest peers' section for --peer"; fail=1; }
+    grep -q '^| fill | standin | [0-9]' "$tmp/peer.md" ||
+        { echo "FAIL: no fill row against the --peer stand-in"; fail=1; }
+    grep -q '^| `standin`: LD_PRELOAD=.* (newest peer)' "$tmp/peer.md" ||
+        grep -q '^- `standin`: LD_PRELOAD=.* (newest peer)' "$tmp/peer.md" ||
+        { echo "FAIL: the report does not list the --peer stand-in"; fail=1; }
+else
+    echo "FAIL: harness with --peer failed:"; cat "$tmp/peer.md"; fail=1
+fi
+BENCH_PEERS="viaenv=$peerlib" H list >"$tmp/list.txt" 2>&1
+grep -q "^viaenv .*LD_PRELOAD=$peerlib (newest peer)" "$tmp/list.txt" ||
+    { echo "FAIL: BENCH_PEERS not listed:"; cat "$tmp/list.txt"; fail=1; }
+for bad in "--peer nolib=$tmp/libnone.so" "--peer noequals"; do
+    # shellcheck disable=SC2086
+    H list $bad >"$tmp/bad.txt" 2>&1
+    rc=$?
+    if [ "$rc" != 2 ] || ! grep -q 'harness: --peer' "$tmp/bad.txt"; then
+        echo "FAIL: '$bad' gave status $rc, expected 2 and a message:"; cat "$tmp/bad.txt"; fail=1
+    fi
+done
+BENCH_PEERS="gone=$tmp/libnone.so" H list >"$tmp/bad.txt" 2>&1
+rc=$?
+if [ "$rc" != 2 ] || ! grep -q 'harness: BENCH_PEERS gone: .* does not exist' "$tmp/bad.txt"; then
+    echo "FAIL: BENCH_PEERS with a missing library gave status $rc:"; cat "$tmp/bad.txt"; fail=1
+fi
+echo "ok: --peer and BENCH_PEERS"
+
+# 4. Broken allocators must be reported as failures.
 expect_fail() {
     name=$1; why=$2; shift 2
     if H run --mode tiny --workloads random_mixed --allocs none --no-strace --no-trace \

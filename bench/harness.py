@@ -23,9 +23,11 @@ See bench/README for the workloads and the figures.
 """
 import argparse
 import csv
+import json
 import math
 import os
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -41,6 +43,16 @@ PEER_LIBS = [
 ]
 LIB_DIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib",
             "/usr/local/lib", "/lib/x86_64-linux-gnu"]
+# The newest peers, built from source (bench/README, "The newest peers"):
+# name -> the library's fixed path below bench/peers/ of the source or the
+# build tree. BENCH_PEERS='NAME=PATH ...' and --peer NAME=PATH name others
+# (or the same ones elsewhere); --peer wins over BENCH_PEERS, both over the
+# fixed path. Absent ones are skipped with a note: nothing needs them.
+NEWEST_PEERS = [
+    ("mimalloc3", "mimalloc3/libmimalloc.so"),
+    ("snmalloc", "snmalloc/libsnmallocshim.so"),
+]
+PEERS_DIR = os.path.join("bench", "peers")
 
 # Workload -> program and arguments per size. Threads are filled in later.
 WORKLOADS = {
@@ -97,6 +109,19 @@ WORKLOADS = {
         "quick": ["2000000", "262144"],
         "full": ["8000000", "262144"],
     }),
+    # One thread fills every block it gets (16 B..4 KiB, 1..1600 live,
+    # LIFO and FIFO frees).
+    "fill": ("bench_fill", {
+        "tiny": ["20000", "256", "1024"],
+        "quick": ["20000000"],
+        "full": ["50000000"],
+    }),
+    # Every size class up to 64 KiB, live at once, in random order.
+    "classes": ("bench_classes", {
+        "tiny": ["20000", "256"],
+        "quick": ["10000000", "4096"],
+        "full": ["20000000", "4096"],
+    }),
     "soak": ("bench_soak", {
         "tiny": ["1", "0", "100", "1024"],
         "quick": ["{seconds}", "{warmup}", "1000", "16384"],
@@ -112,14 +137,14 @@ WORKLOADS = {
     }),
 }
 RUN_WORKLOADS = ["random_mixed", "burst", "loop", "prodcons", "churn", "server", "realloc",
-                 "large", "skewed"]
+                 "large", "skewed", "fill", "classes"]
 REPS = {"tiny": 1, "quick": 7, "full": 9}
 TIMEOUT = {"tiny": 60, "quick": 300, "full": 600}
 MEM_SYSCALLS = ["mmap", "munmap", "madvise", "mremap", "brk"]
 
 RE_THR = re.compile(r"^Throughput = ([0-9.]+) ops/s \[([^\]]*)\] time=([0-9.]+) s$", re.M)
 RE_PEAK = re.compile(r"^Peak RSS = (\d+) KiB Page faults = (\d+) minor$", re.M)
-RE_END = re.compile(r"^End Rss = (-?\d+) KiB LazyFree = (-?\d+) KiB$", re.M)
+RE_END = re.compile(r"^End Rss = (-?\d+) KiB LazyFree = (-?\d+) KiB(?: AnonHugePages = (-?\d+) KiB)?$", re.M)
 RE_BEFORE = re.compile(r"^Burst before Rss = (\d+) KiB LazyFree = (\d+) KiB$", re.M)
 RE_ROUND = re.compile(r"^Burst round=(\d+) objects=(\d+) after-alloc Rss = (\d+) KiB "
                       r"after-free Rss = (\d+) KiB LazyFree = (\d+) KiB$", re.M)
@@ -142,13 +167,14 @@ class RunError(Exception):
 class Alloc:
     """An allocator under test: extra environment and/or a wrapper command."""
 
-    def __init__(self, name, env=None, wrap=None, lib=None, hakmem=False, only=None):
+    def __init__(self, name, env=None, wrap=None, lib=None, hakmem=False, only=None, newest=False):
         self.name = name
         self.env = env or {}
         self.wrap = wrap or []
         self.lib = lib
         self.hakmem = hakmem
         self.only = only  # the workloads it can run (None: every one)
+        self.newest = newest  # a peer built from source (--peer, BENCH_PEERS, bench/peers/)
 
     def runs(self, wl):
         return self.only is None or wl in self.only
@@ -157,6 +183,8 @@ class Alloc:
         parts = ["%s=%s" % kv for kv in sorted(self.env.items())]
         if self.wrap:
             parts.append("wrap: " + " ".join(shlex.quote(w) for w in self.wrap))
+        if self.newest:
+            parts.append("(newest peer)")
         return " ".join(parts) or "(system malloc, no preload)"
 
 
@@ -182,7 +210,51 @@ def find_lib(soname):
 FLOOR_WORKLOADS = ("random_mixed", "skewed")
 
 
-def discover(libdir, notes, bindir=None):
+def parse_peer_specs(specs, origin):
+    """[(name, path)] from NAME=PATH items (--peer, BENCH_PEERS); a bad
+    item or a path that does not exist is a usage error (exit 2): a peer
+    asked for by name must not silently become a glibc run or vanish."""
+    out = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        name = name.strip()
+        if not sep or not name or not path or not re.match(r"^[A-Za-z0-9_.+-]+$", name):
+            sys.stderr.write("harness: %s wants NAME=PATH, not '%s'\n" % (origin, spec))
+            raise SystemExit(2)
+        path = os.path.abspath(os.path.expanduser(path))
+        if not os.path.isfile(path):
+            sys.stderr.write("harness: %s %s: %s does not exist\n" % (origin, name, path))
+            raise SystemExit(2)
+        out.append((name, path))
+    return out
+
+
+def newest_peers(peer_dirs, peer_specs, notes):
+    """The peers built from source, as Allocs, in NEWEST_PEERS order, then
+    any other name given. peer_dirs: where bench/peers/ may be (source and
+    build tree); peer_specs: [(name, path)], later entries winning."""
+    chosen = {}
+    for name, rel in NEWEST_PEERS:
+        for d in peer_dirs:
+            p = os.path.join(d, rel)
+            if os.path.isfile(p):
+                chosen[name] = p
+                break
+    env_specs = os.environ.get("BENCH_PEERS", "").replace(",", " ").split()
+    for name, p in parse_peer_specs(env_specs, "BENCH_PEERS") + list(peer_specs):
+        chosen[name] = p
+    order = [n for n, _ in NEWEST_PEERS] + sorted(n for n in chosen if n not in dict(NEWEST_PEERS))
+    out = []
+    for name in order:
+        if name in chosen:
+            out.append(Alloc(name, {"LD_PRELOAD": chosen[name]}, lib=chosen[name], newest=True))
+        else:
+            notes.append("%s: not built (bench/README, 'The newest peers'; or --peer %s=PATH), skipped"
+                         % (name, name))
+    return out
+
+
+def discover(libdir, notes, bindir=None, peer_dirs=(), peer_specs=()):
     """All allocators found, in report order."""
     found = [Alloc("glibc")]
     for name, soname in PEER_LIBS:
@@ -191,11 +263,15 @@ def discover(libdir, notes, bindir=None):
             found.append(Alloc(name, {"LD_PRELOAD": p}, lib=p))
         else:
             notes.append("%s: %s not found, skipped" % (name, soname))
+    found += newest_peers(peer_dirs, peer_specs, notes)
     fast = os.path.join(libdir, "libhakmem.so")
     lean = os.path.join(libdir, "libhakmem_lean.so")
     debug = os.path.join(libdir, "libhakmem_debug.so")
     if os.path.exists(fast):
         found.append(Alloc("hakmem", {"LD_PRELOAD": fast}, lib=fast, hakmem=True))
+        # FAST with its superslabs on transparent huge pages (thp:1): the
+        # same as hakmem where the system's THP mode is not madvise.
+        found.append(Alloc("hakmem-thp", {"LD_PRELOAD": fast, "HAKMEM_THP": "1"}, lib=fast, hakmem=True))
     else:
         notes.append("hakmem: %s not built, skipped" % fast)
     if os.path.exists(lean):
@@ -205,7 +281,11 @@ def discover(libdir, notes, bindir=None):
                             ("dontneed", {"HAKMEM_SS_MEM_LEAN": "1",
                                           "HAKMEM_SS_MEM_LEAN_DECOMMIT": "DONTNEED"}),
                             ("nodecommit", {"HAKMEM_SS_MEM_LEAN": "1",
-                                            "HAKMEM_SS_MEM_LEAN_DECOMMIT": "OFF"})):
+                                            "HAKMEM_SS_MEM_LEAN_DECOMMIT": "OFF"}),
+                            # LEAN FREE on huge pages: whole superslabs go back
+                            ("free-thp", {"HAKMEM_SS_MEM_LEAN": "1",
+                                          "HAKMEM_SS_MEM_LEAN_DECOMMIT": "FREE",
+                                          "HAKMEM_THP": "1"})):
             e = {"LD_PRELOAD": lean}
             e.update(env)
             found.append(Alloc("hakmem-lean-" + suffix, e, lib=lean, hakmem=True))
@@ -220,7 +300,7 @@ def discover(libdir, notes, bindir=None):
 def default_set(found, purpose):
     names = [a.name for a in found]
     if purpose == "run":
-        skip = {"hakmem-lean-off", "hakmem-debug"}
+        skip = {"hakmem-lean-off", "hakmem-lean-free-thp", "hakmem-debug"}
         return [n for n in names if n not in skip]
     if purpose == "soak":
         return [n for n in names if n.startswith("hakmem") and n != "hakmem-debug"]
@@ -249,8 +329,12 @@ def parse_alloc_spec(spec):
     return Alloc(name, {"LD_PRELOAD": val}, lib=val, hakmem="hakmem" in os.path.basename(val))
 
 
+def discover_args(args, notes):
+    return discover(args.libdir, notes, args.bindir, args.peer_dirs, args.peer_specs)
+
+
 def select_allocs(args, purpose, notes):
-    found = discover(args.libdir, notes, args.bindir)
+    found = discover_args(args, notes)
     byname = {a.name: a for a in found}
     if args.allocs:
         if args.allocs == "all":
@@ -267,6 +351,10 @@ def select_allocs(args, purpose, notes):
             out.append(byname[n])
         else:
             notes.append("%s: not available, skipped" % n)
+    # A peer given with --peer runs whatever --allocs says (as --alloc).
+    for name, _ in args.peer_specs:
+        if name not in [a.name for a in out]:
+            out.append(byname[name])
     for spec in args.alloc or []:
         out.append(parse_alloc_spec(spec))
     return out
@@ -301,7 +389,7 @@ def proc_env(alloc, stats):
             del env[k]
     env.update(alloc.env)
     if stats and alloc.hakmem:
-        env["HAKMEM_SS_OS_STATS"] = "1"
+        env["HAKMEM_STATS"] = "json"
     return env
 
 
@@ -342,6 +430,7 @@ def parse_output(wl, out, err):
         raise RunError("no 'End Rss = N KiB LazyFree = M KiB' line")
     r["end_rss_kib"] = int(m[0][0])
     r["end_lazyfree_kib"] = int(m[0][1])
+    r["end_anonhuge_kib"] = int(m[0][2]) if m[0][2] else -1
     if wl in ("burst", "loop"):
         b = RE_BEFORE.findall(out)
         a = RE_AFTER.findall(out)
@@ -362,10 +451,7 @@ def parse_output(wl, out, err):
         if len(samples) < 2:
             raise RunError("soak printed fewer than 2 samples")
         r["samples"] = samples
-    stats = {}
-    for k, v in RE_STAT.findall(err):
-        stats[k] = int(v)
-    r["stats"] = stats
+    r["stats"] = parse_stats(err)
     return r
 
 
@@ -412,6 +498,25 @@ def parse_longrun(out):
     return r
 
 
+def parse_stats(err):
+    """hakmem's statistics at exit: the JSON form (HAKMEM_STATS=json, what
+    --stats asks for), its gauges and counters by name; else any `name
+    value` lines (HAKMEM_SS_OS_STATS=1 given by hand). {} without either."""
+    start = err.find('{"version"')
+    if start >= 0:
+        try:
+            doc, _ = json.JSONDecoder().raw_decode(err[start:])
+            out = {}
+            for part in ("gauges", "counters"):
+                for k, v in doc.get(part, {}).items():
+                    if isinstance(v, int):
+                        out[k] = v
+            return out
+        except ValueError:
+            pass
+    return {k: int(v) for k, v in RE_STAT.findall(err)}
+
+
 def run_once(args, alloc, wl, mode, extra=None, timeout=None):
     argv = alloc.wrap + workload_argv(args, wl, mode, extra)
     env = proc_env(alloc, args.stats)
@@ -422,8 +527,10 @@ def run_once(args, alloc, wl, mode, extra=None, timeout=None):
         # the wrong allocator. Refuse instead.
         raise RunError("preload library %s does not exist" % pre)
     try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         p = subprocess.run(argv, env=env, capture_output=True, text=True,
                            errors="replace", timeout=timeout)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     except subprocess.TimeoutExpired:
         raise RunError("timed out after %d s" % timeout)
     except OSError as e:
@@ -435,7 +542,14 @@ def run_once(args, alloc, wl, mode, extra=None, timeout=None):
         raise RunError(("exit status %d %s" % (p.returncode, tail)).strip())
     if "cannot be preloaded" in p.stderr:
         raise RunError("ld.so did not preload %s" % pre)
-    return parse_output(wl, p.stdout, p.stderr)
+    r = parse_output(wl, p.stdout, p.stderr)
+    # CPU seconds of the whole program (all threads, start-up and drain
+    # included; the runs are one at a time, so the children's usage grew
+    # by this run's alone). On a busy machine a program waits for a CPU
+    # without its CPU time growing: for one thread, a figure that other
+    # work disturbs far less than the loop's wall-clock time.
+    r["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return r
 
 
 def strace_counts(args, alloc, wl, mode):
@@ -484,6 +598,13 @@ def fmt_spread(xs, scale=1.0, digits=1):
     if len(xs) == 1:
         return m
     return "%s (%s-%s)" % (m, f % (min(xs) / scale), f % (max(xs) / scale))
+
+
+def fmt_kib_mib(xs):
+    """Median of KiB figures in MiB; '-' where the program did not say
+    (a negative figure: the field was absent)."""
+    v = med([x for x in xs if x >= 0])
+    return "-" if v is None else "%.1f" % (v / 1024.0)
 
 
 def fmt_ratio(a, b):
@@ -541,7 +662,8 @@ def syscalls_per_op(res, wl, a):
 def report_workload(res, wl, allocs, base):
     header = ["allocator", "Mops/s median (min-max)", "vs %s" % base,
               "peak RSS MiB median (min-max)", "vs %s" % base,
-              "end Rss MiB", "end LazyFree MiB", "minor faults", "mem syscalls/op"]
+              "end Rss MiB", "end LazyFree MiB", "end AnonHugePages MiB", "minor faults",
+              "mem syscalls/op"]
     if wl in ("burst", "loop"):
         header += ["Rss before MiB", "Rss at burst peak MiB", "Rss after MiB",
                    "after - before MiB", "LazyFree after MiB"]
@@ -564,6 +686,7 @@ def report_workload(res, wl, allocs, base):
                fmt_spread(pr, 1024.0, 1), fmt_ratio(med(pr), br),
                "%.1f" % (med(res.vals(wl, a, "end_rss_kib")) / 1024.0),
                "%.1f" % (med(res.vals(wl, a, "end_lazyfree_kib")) / 1024.0),
+               fmt_kib_mib(res.vals(wl, a, "end_anonhuge_kib")),
                "%d" % med(res.vals(wl, a, "minor_faults")),
                ("%.2e" % spo) if spo is not None else "-"]
         if wl in ("burst", "loop"):
@@ -660,6 +783,151 @@ def targets_report(res, names):
     return md_table(["target (issue)", "measured", "status"], rows)
 
 
+# The workloads of the newest peers' target (issue: every workload at or
+# ahead of the best of them): all but burst and loop, which measure what is
+# given back rather than speed (they are shown, not counted).
+NEWEST_UNCOUNTED = ("burst", "loop", "soak")
+NEWEST_HAKMEM = ("hakmem", "hakmem-thp", "hakmem-lean-free", "hakmem-lean-dontneed")
+
+
+def newest_report(res, wls, allocs):
+    """hakmem against the best of the newest peers on each workload: the
+    best by median throughput, the ratios, peak RSS and faults side by
+    side; the geometric mean over the counted workloads and the targets.
+    None when no newest peer or no hakmem ran."""
+    newest = [a.name for a in allocs if a.newest]
+    ours = [n for n in NEWEST_HAKMEM if n in [a.name for a in allocs]]
+    if not newest or not ours:
+        return None
+
+    def m(wl, a, f):
+        v = res.vals(wl, a, f)
+        return med(v) if v and not res.failed(wl, a) else None
+
+    header = ["workload", "best newest peer", "its Mops/s"] + ["%s / best" % n for n in ours] + \
+        ["CPU s (whole program): best, " + ", ".join(ours),
+         "peak RSS MiB: best, " + ", ".join(ours) + (", glibc" if "glibc" in [a.name for a in allocs] else ""),
+         "minor faults: best, " + ", ".join(ours)]
+    rows, logs = [], {n: [] for n in ours}
+    worst = {n: None for n in ours}
+    for wl in wls:
+        cands = [(m(wl, p, "throughput"), p) for p in newest if m(wl, p, "throughput")]
+        if not cands:
+            continue
+        bt, best = max(cands)
+        counted = wl not in NEWEST_UNCOUNTED
+        row = [wl if counted else wl + " (not counted)", best, "%.2f" % (bt / 1e6)]
+        for n in ours:
+            t = m(wl, n, "throughput")
+            row.append(fmt_ratio(t, bt))
+            if t and counted:
+                logs[n].append(math.log(t / bt))
+                if worst[n] is None or t / bt < worst[n][0]:
+                    worst[n] = (t / bt, wl)
+        cpu = [m(wl, best, "cpu_s")] + [m(wl, n, "cpu_s") for n in ours]
+        row.append(", ".join("-" if v is None else "%.3f" % v for v in cpu))
+        rss = [m(wl, best, "peak_rss_kib")] + [m(wl, n, "peak_rss_kib") for n in ours]
+        if "glibc" in [a.name for a in allocs]:
+            rss.append(m(wl, "glibc", "peak_rss_kib"))
+        row.append(", ".join("-" if v is None else "%.1f" % (v / 1024.0) for v in rss))
+        flt = [m(wl, best, "minor_faults")] + [m(wl, n, "minor_faults") for n in ours]
+        row.append(", ".join("-" if v is None else "%d" % v for v in flt))
+        rows.append(row)
+    if not rows:
+        return None
+    gm = {n: math.exp(sum(v) / len(v)) if v else None for n, v in logs.items()}
+    rows.append(["geomean (counted)", "", ""] + [("%.2fx" % gm[n]) if gm[n] else "-" for n in ours] + ["", "", ""])
+    text = [md_table(header, rows), ""]
+    trows = []
+    for n in ours:
+        if gm[n] is None:
+            continue
+        trows.append(["%s / best newest peer, geomean >= 1.10" % n, "%.2f" % gm[n],
+                      "met" if gm[n] >= 1.10 else "**not met**"])
+        w, wwl = worst[n]
+        trows.append(["%s / best newest peer, every workload >= 1.0" % n, "%.2f (%s)" % (w, wwl),
+                      "met" if w >= 1.0 else "**not met**"])
+    text.append(md_table(["target (issue)", "measured", "status"], trows))
+    return "\n".join(text)
+
+
+THP_PAIRS = (("hakmem", "hakmem-thp"), ("hakmem-lean-free", "hakmem-lean-free-thp"))
+
+
+def thp_report(res, wls, names):
+    """The trade of thp:1, from this run's medians: each hakmem mode with
+    and without huge pages, time, page faults, peak RSS and the huge pages
+    still mapped at the end. None unless a pair ran."""
+    pairs = [(a, b) for a, b in THP_PAIRS if a in names and b in names]
+    if not pairs:
+        return None
+
+    def m(wl, a, f):
+        v = [x for x in res.vals(wl, a, f) if x >= 0]
+        return med(v) if v and not res.failed(wl, a) else None
+
+    rows = []
+    for wl in wls:
+        for a, b in pairs:
+            t0, t1 = m(wl, a, "time_s"), m(wl, b, "time_s")
+            f0, f1 = m(wl, a, "minor_faults"), m(wl, b, "minor_faults")
+            r0, r1 = m(wl, a, "peak_rss_kib"), m(wl, b, "peak_rss_kib")
+            h1 = m(wl, b, "end_anonhuge_kib")
+            if None in (t0, t1, f0, f1, r0, r1):
+                continue
+            rows.append([wl, "%s -> %s" % (a, b), "%.3f -> %.3f (%s)" % (t0, t1, fmt_ratio(t1, t0)),
+                         "%d -> %d (%s)" % (f0, f1, fmt_ratio(f1, f0)),
+                         "%.1f -> %.1f (%+.1f)" % (r0 / 1024.0, r1 / 1024.0, (r1 - r0) / 1024.0),
+                         "-" if h1 is None else "%.1f" % (h1 / 1024.0)])
+    if not rows:
+        return None
+    return md_table(["workload", "without -> with thp:1", "time s (ratio)", "minor faults (ratio)",
+                     "peak RSS MiB (difference)", "end AnonHugePages MiB"], rows)
+
+
+LEAN_BYTES = ("hakmem-lean-free", "hakmem-lean-dontneed", "hakmem")
+
+
+def lean_bytes_report(res, wls, names):
+    """Where hakmem's bytes are (--stats), beside glibc's peak RSS: per
+    workload and hakmem mode, the medians of peak RSS, of hakmem's own
+    peaks (bytes committed: superslabs and large blocks not given back;
+    superslabs in use) and of what it still holds at exit (resident
+    estimate, cached for reuse). None without stats or without glibc."""
+    ours = [n for n in LEAN_BYTES if n in names]
+    if "glibc" not in names or not ours:
+        return None
+
+    def m(wl, a, f, stat=False):
+        if res.failed(wl, a):
+            return None
+        v = [r["stats"][f] for r in res.runs.get((wl, a), []) if f in r.get("stats", {})] if stat \
+            else res.vals(wl, a, f)
+        return med(v) if v else None
+
+    MiB = 1024.0 * 1024.0
+    rows = []
+    for wl in wls:
+        g = m(wl, "glibc", "peak_rss_kib")
+        for a in ours:
+            p = m(wl, a, "peak_rss_kib")
+            cp = m(wl, a, "committed_peak", True)
+            if p is None or cp is None:
+                continue
+            ssp = m(wl, a, "ss_live_peak", True)
+            rows.append([wl, a, "%.1f" % (g / 1024.0) if g else "-", "%.1f" % (p / 1024.0),
+                         ("%+.1f" % ((p - g) / 1024.0)) if g else "-",
+                         "%.1f" % (cp / MiB), "%d" % ssp if ssp is not None else "-",
+                         "%.1f" % (m(wl, a, "resident", True) / MiB),
+                         "%.1f" % (m(wl, a, "cached", True) / MiB),
+                         "%.1f" % (m(wl, a, "large_cached", True) / MiB)])
+    if not rows:
+        return None
+    return md_table(["workload", "allocator", "glibc peak RSS MiB", "peak RSS MiB", "above glibc MiB",
+                     "committed peak MiB", "superslabs peak", "resident at exit MiB",
+                     "cached at exit MiB", "large cached at exit MiB"], rows)
+
+
 def write_csv(path, rows):
     keys = []
     for r in rows:
@@ -738,14 +1006,29 @@ def plot_lines(outdir, name, series, title, notes, xlabel="time (s)", logy=False
 # --------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------
+def thp_mode_text():
+    """The system's transparent hugepage settings, as sysfs shows them."""
+    parts = []
+    for f in ("enabled", "defrag"):
+        try:
+            with open("/sys/kernel/mm/transparent_hugepage/" + f) as fh:
+                parts.append("%s: %s" % (f, fh.read().strip()))
+        except OSError:
+            parts.append("%s: unreadable" % f)
+    return "/sys/kernel/mm/transparent_hugepage " + ", ".join(parts)
+
+
 def header_lines(args, allocs, base, cmdline):
     lines = ["# hakmem benchmark report", "",
              "- command: `%s`" % cmdline,
              "- date: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"),
              "- host: %s, %d CPUs online, kernel %s" % ("this machine",
                                                      os.cpu_count() or 0, os.uname().release),
+             ("- load average at the start (1, 5, 15 min): %.2f %.2f %.2f" % args.load_start)
+             if getattr(args, "load_start", None) else "- load average at the start: -",
              "- load average at the end (1, 5, 15 min): %.2f %.2f %.2f (other work on the machine"
              " shows here)" % os.getloadavg(),
+             "- transparent huge pages: %s" % thp_mode_text(),
              "- baseline for ratios: %s" % (base or "none")]
     try:
         rev = subprocess.run(["git", "-C", args.srcdir, "log", "-1", "--format=%h %s"],
@@ -841,6 +1124,22 @@ def cmd_run(args):
     t = targets_report(res, names)
     if t:
         out += ["## Targets", "", t, ""]
+    t = thp_report(res, wls, names)
+    if t:
+        out += ["## Huge pages (thp:1): the trade", "",
+                "Medians of this run; the system's THP mode decides whether thp:1 asks for"
+                " anything (%s)." % thp_mode_text(), "", t, ""]
+    t = lean_bytes_report(res, wls, names) if args.stats else None
+    if t:
+        out += ["## Where hakmem's bytes are (--stats), beside glibc's peak RSS", "",
+                "hakmem's statistics at exit (HAKMEM_STATS=json), medians: its peaks (bytes"
+                " committed: superslabs and large blocks not given back; superslabs in use) and"
+                " what it still holds after the program freed everything.", "", t, ""]
+    t = newest_report(res, wls, allocs)
+    if t:
+        out += ["## Against the newest peers (%s)" % ", ".join(a.name for a in allocs if a.newest), "",
+                "Per workload, the newest peer with the highest median throughput, and each"
+                " hakmem mode's median throughput divided by it.", "", t, ""]
     # CSVs
     write_csv(os.path.join(args.out, "runs.csv"), res.rawrows)
     summ = []
@@ -851,7 +1150,7 @@ def cmd_run(args):
                 continue
             row = {"workload": wl, "allocator": a, "ok": int(not res.failed(wl, a))}
             for f in ("throughput", "peak_rss_kib", "end_rss_kib", "end_lazyfree_kib",
-                      "minor_faults", "time_s", "burst_before_kib", "burst_after_kib",
+                      "end_anonhuge_kib", "minor_faults", "time_s", "cpu_s", "burst_before_kib", "burst_after_kib",
                       "burst_after_lazyfree_kib", "burst_delta_kib"):
                 v = res.vals(wl, a, f)
                 if v:
@@ -972,7 +1271,7 @@ def cmd_longrun(args):
     10 % of the operations and at the end, and the drift between them."""
     notes = []
     if not args.allocs:
-        found = {a.name for a in discover(args.libdir, notes, args.bindir)}
+        found = {a.name for a in discover_args(args, notes)}
         args.allocs = ",".join(n for n in LONGRUN_ALLOCS if n in found)
     allocs = select_allocs(args, "longrun", notes)
     if not allocs:
@@ -1078,7 +1377,7 @@ def cmd_longrun(args):
 
 def cmd_demo(args):
     notes = []
-    found = {a.name: a for a in discover(args.libdir, notes)}
+    found = {a.name: a for a in discover_args(args, notes)}
     if "hakmem" not in found:
         sys.stderr.write("demo: %s/libhakmem.so is not built\n" % args.libdir)
         return 1
@@ -1156,7 +1455,7 @@ def cmd_instr(args):
         return 77
     allocs = select_allocs(args, "instr", notes)
     if not args.allocs:
-        allocs = [a for a in allocs if a.name in ("glibc", "mimalloc", "hakmem", "floor")
+        allocs = [a for a in allocs if a.name in ("glibc", "mimalloc", "hakmem", "floor") or a.newest
                   or a.name.startswith("hakmem-lean-") and a.name != "hakmem-lean-off"]
     cycles = args.cycles or 2000000
     rows, irs, fails = [], {}, 0
@@ -1193,7 +1492,7 @@ def cmd_instr(args):
 
 def cmd_list(args):
     notes = []
-    for a in discover(args.libdir, notes):
+    for a in discover_args(args, notes):
         print("%-22s %s" % (a.name, a.describe()))
     for n in notes:
         print("note: " + n)
@@ -1218,6 +1517,9 @@ def main(argv):
                     help="comma list of allocator names, 'all' or 'none' (see `list`)")
     ap.add_argument("--alloc", action="append",
                     help="extra allocator NAME=/path.so | NAME=env:K=V,.. | NAME=wrap:CMD")
+    ap.add_argument("--peer", action="append", default=[],
+                    help="a peer built from source NAME=/path/lib.so (also BENCH_PEERS='NAME=PATH ...'),"
+                         " run by default and compared in 'against the newest peers'")
     ap.add_argument("--baseline", default=None, help="ratios against (default mimalloc, else glibc)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--timeout", type=int, default=None,
@@ -1240,14 +1542,22 @@ def main(argv):
     ap.add_argument("--no-trace", dest="trace", action="store_false", help="no rss-trace runs")
     ap.add_argument("--no-plots", dest="plots", action="store_false")
     ap.add_argument("--stats", action="store_true",
-                    help="HAKMEM_SS_OS_STATS=1 for hakmem runs; counters go to runs.csv")
+                    help="HAKMEM_STATS=json for hakmem runs: gauges and counters go to runs.csv,"
+                         " and the report shows where LEAN's bytes are")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     args.cmdline = " ".join(shlex.quote(a) for a in ["bench/harness.py"] + argv)
+    args.load_start = os.getloadavg()
     b = args.builddir or os.path.dirname(here)
     args.bindir = os.path.abspath(args.bindir or os.path.join(b, "bench"))
     args.libdir = os.path.abspath(args.libdir or os.path.join(b, "src", ".libs"))
     args.out = os.path.abspath(args.out or os.path.join(b, "bench", "out"))
+    args.peer_dirs = []
+    for d in (args.srcdir, b):
+        d = os.path.abspath(os.path.join(d, PEERS_DIR))
+        if d not in args.peer_dirs:
+            args.peer_dirs.append(d)
+    args.peer_specs = parse_peer_specs(args.peer, "--peer")
     if args.threads < 1:
         ap.error("--threads must be >= 1")
     return {"run": cmd_run, "soak": cmd_soak, "longrun": cmd_longrun, "demo": cmd_demo,

@@ -107,6 +107,8 @@ struct hakmem_stats {
     uint64_t ss_abandoned;         /* superslabs of exited threads not yet adopted */
     uint64_t bytes_reserved;       /* address space reserved, never used as memory (the
                                       registry's 64 MiB): in none of the figures above */
+    uint64_t thp_advise;           /* counters: superslabs asked to be huge pages (thp:1) */
+    uint64_t thp_kept_whole;       /* parts of huge-page superslabs not given back (thp:1) */
 };
 
 /* Fill *out. size: sizeof(struct hakmem_stats) (or the older size, up to

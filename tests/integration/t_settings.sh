@@ -68,6 +68,8 @@ warns "allowed 1% to 100% of the cgroup's memory limit" HAKMEM_SS_MEM_LEAN_TARGE
 # HAKMEM_STATS: booleans, human, json, file:NAME or a path; a bare word
 # could be a file or a typo: refused.
 warns "HAKMEM_STATS='stats.json' is not valid: allowed on/off (or another boolean), human, json, file:NAME or a path with a '/'" HAKMEM_STATS=stats.json
+warns "allowed 1/0, true/false, yes/no or on/off" HAKMEM_THP=huge
+warns "closest is thp" HAKMEM_CONF=tph:1
 
 # dumped VAR=VALUE... -- TEXT...: no warning, and the dump has each TEXT
 dumped() {
@@ -111,6 +113,10 @@ dumped HAKMEM_CONF=verbose:yes,large_cache_mb:1G -- "HAKMEM_LARGE_CACHE_MB=1.00 
   "precedence: HAKMEM_* variable > HAKMEM_CONF > built-in conf (--with-conf) > default"
 dumped "HAKMEM_CONF=large_cache_mb:64" HAKMEM_LARGE_CACHE_MB=32 -- "HAKMEM_LARGE_CACHE_MB=32.00 MiB (environment)"
 dumped "HAKMEM_CONF=purge_delay_ms:250,background:off" -- "HAKMEM_PURGE_DELAY_MS=250 (HAKMEM_CONF)" "HAKMEM_BACKGROUND=0 (HAKMEM_CONF)"
+# Huge pages: off by default; the key, the variable over it, the sysfs root.
+dumped -- "HAKMEM_THP=0 (default)"
+dumped "HAKMEM_CONF=thp:yes,sysfs_root:$tmp" -- "HAKMEM_THP=1 (HAKMEM_CONF)" "HAKMEM_SYSFS_ROOT=\"$tmp\" (HAKMEM_CONF)"
+dumped HAKMEM_CONF=thp:on HAKMEM_THP=off -- "HAKMEM_THP=0 (environment)"
 if [ "$variant" = fast ]; then # (LEAN's keys would warn: no LEAN code)
   dumped "HAKMEM_CONF= large_cache_mb : 512K , purge_delay_ms: 5" -- "HAKMEM_LARGE_CACHE_MB=512.00 KiB (HAKMEM_CONF" \
     "HAKMEM_PURGE_DELAY_MS=5 (HAKMEM_CONF)"

@@ -3,6 +3,7 @@
 #include "hakmem_internal.h"
 #include "backend/ss_allocation_box.h"
 #include "base/diag_box.h"
+#include "os/madvise_guard_box.h"
 #include "os/ss_os_acquire_box.h"
 #include "os/ss_registry_box.h"
 #include "backend/ss_release_policy_box.h"
@@ -87,9 +88,16 @@ static hk_superslab_t *ss_map_new(void)
         hk_os_unmap(ss, HK_SS_SIZE);
         return NULL;
     }
+    /* Registered first (the guard advises only ranges of our superslabs),
+     * advised before the first touch: the header's write then faults in
+     * one huge page for the whole superslab (thp:1), not one small page.
+     * Until the header is written, every word of it reads 0 (no slab has
+     * a div_magic before a heap carves it), so a free into the range is
+     * refused as before. */
+    hk_os_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
+    ss_os_advise_huge(ss, HK_SS_SIZE);
     ss_init_header(ss);
     ss_poison_recent_starts(ss);
-    hk_os_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
     HK_GAUGE_ADD(bytes_committed, (int64_t)HK_SS_SIZE);
     return ss;
 }
@@ -152,6 +160,10 @@ static hk_superslab_t *ss_from_large_cache(void)
     ss_init_header(ss);
     ss_poison_recent_starts(ss);
     hk_os_registry_set((uintptr_t)ss, HK_SS_SIZE, HK_REG_SUPERSLAB);
+    /* Its pages are small ones already; advised like every superslab, so
+     * the kernel may collapse them, and so that no superslab of a thp:1
+     * process is split later (the release policy treats all alike). */
+    ss_os_advise_huge(ss, HK_SS_SIZE);
     return ss;
 }
 

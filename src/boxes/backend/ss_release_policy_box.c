@@ -164,10 +164,27 @@ bool ss_purge_due(int64_t since_ms, int64_t now_ms)
     return ss_release_purge_due_at(since_ms, now_ms, ss_purge_delay_ms());
 }
 
+/* thp:1: a superslab is one huge page (or asked to be). Giving back part
+ * of it would make the kernel split that page into small ones for good,
+ * and every later touch a small fault again: only whole superslabs go
+ * back (superslab_release then unmaps the range, 2 MiB at a time); the
+ * parts stay resident, counted (thp_kept_whole). */
+static bool splits_huge_page(const void *ptr, size_t size)
+{
+    if (((uintptr_t)ptr & HK_SS_MASK) == 0 && (size & HK_SS_MASK) == 0)
+        return false;
+    if (!hk_os_thp_superslabs())
+        return false;
+    HK_STAT_INC(thp_kept_whole);
+    return true;
+}
+
 int ss_release_purge_pages(void *ptr, size_t size)
 {
     if (config_lean && ss_release_gives_back())
         return ss_maybe_decommit_superslab(ptr, size);
+    if (splits_huge_page(ptr, size))
+        return -1;
     /* The guard's promise holds here too: never a range that is not wholly
      * inside hakmem's superslabs. */
     if (!hk_os_registry_covers_superslabs((uintptr_t)ptr, size))
@@ -271,6 +288,8 @@ int ss_maybe_decommit_superslab(void *ptr, size_t size)
     default:
         return -1;
     }
+    if (splits_huge_page(ptr, size))
+        return -1;
     if (ss_os_madvise_guarded(ptr, size, how) != 0)
         return -1;
     HK_STAT_INC(lean_decommit);

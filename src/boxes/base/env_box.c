@@ -68,6 +68,9 @@ static hk_opt_desc_t g_opts[HK_OPT_COUNT] = {
     [HK_OPT_PREWARM_CLASS_MAX] = {"HAKMEM_PREWARM_CLASS_MAX", "prewarm_class_max", NULL, HK_KIND_SIZE, 1024, 0,
                                   (int64_t)HK_SMALL_MAX, 1, NULL, HK_IN_ALL,
                                   "FAST: classes up to this size get a resident first page at start-up (bytes)"},
+    [HK_OPT_THP] = {"HAKMEM_THP", "thp", NULL, HK_KIND_BOOL, 0, 0, 1, 1, NULL, HK_IN_ALL,
+                    "superslabs asked to be transparent huge pages (MADV_HUGEPAGE where the system's "
+                    "THP mode is madvise); LEAN then gives back only whole superslabs"},
     [HK_OPT_LARGE_CACHE_MB] = {"HAKMEM_LARGE_CACHE_MB", "large_cache_mb", NULL, HK_KIND_SIZE, 256, 0, 1 << 20, MiB,
                                NULL, HK_IN_ALL, "freed large blocks kept mapped for reuse (MiB)"},
     [HK_OPT_PURGE_DELAY_MS] = {"HAKMEM_PURGE_DELAY_MS", "purge_delay_ms", NULL, HK_KIND_INT, HK_PURGE_DELAY_BY_MODE, -1, 3600000, 1,
@@ -77,6 +80,8 @@ static hk_opt_desc_t g_opts[HK_OPT_COUNT] = {
                            "a background thread applies the purge delay while the program is quiet"},
     [HK_OPT_CGROUP_ROOT] = {"HAKMEM_CGROUP_ROOT", "cgroup_root", NULL, HK_KIND_STR, 0, 0, 0, 1, NULL, HK_IN_LEAN,
                             "where the cgroup tree is mounted (default /sys/fs/cgroup; a fake tree in tests)"},
+    [HK_OPT_SYSFS_ROOT] = {"HAKMEM_SYSFS_ROOT", "sysfs_root", NULL, HK_KIND_STR, 0, 0, 0, 1, NULL, HK_IN_ALL,
+                           "where sysfs is mounted, for the THP mode (default /sys; a fake tree in tests)"},
     [HK_OPT_FAULT_MMAP] = {"HAKMEM_FAULT_MMAP", "fault_mmap", NULL, HK_KIND_INT, 0, 0, INT64_MAX, 1, NULL,
                            HK_IN_DEBUG, "debug: the Nth mmap fails (0 = never)"},
     [HK_OPT_FAULT_MADVISE] = {"HAKMEM_FAULT_MADVISE", "fault_madvise", NULL, HK_KIND_INT, 0, 0, INT64_MAX, 1, NULL,

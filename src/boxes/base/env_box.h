@@ -39,10 +39,12 @@ typedef enum {
     HK_OPT_STATS,            /* HAKMEM_STATS: at exit, hk_stats_out_t (a file: hk_opt_str) */
     HK_OPT_PREWARM_SS,       /* HAKMEM_PREWARM_SS: whole superslabs prewarmed (FAST) */
     HK_OPT_PREWARM_CLASS_MAX, /* HAKMEM_PREWARM_CLASS_MAX: hot classes prewarmed (FAST), bytes */
+    HK_OPT_THP,              /* HAKMEM_THP: superslabs on transparent huge pages */
     HK_OPT_LARGE_CACHE_MB,   /* HAKMEM_LARGE_CACHE_MB: freed large ranges kept, MiB */
     HK_OPT_PURGE_DELAY_MS,   /* HAKMEM_PURGE_DELAY_MS: idle memory kept this long (-1 never) */
     HK_OPT_BACKGROUND,       /* HAKMEM_BACKGROUND: a thread applies the delay */
     HK_OPT_CGROUP_ROOT,      /* HAKMEM_CGROUP_ROOT: where the cgroup tree is mounted */
+    HK_OPT_SYSFS_ROOT,       /* HAKMEM_SYSFS_ROOT: where sysfs is mounted (the THP mode) */
     HK_OPT_FAULT_MMAP,       /* HAKMEM_FAULT_MMAP: make the Nth mmap fail (debug) */
     HK_OPT_FAULT_MADVISE,    /* HAKMEM_FAULT_MADVISE: make the Nth madvise fail (debug) */
     HK_OPT_FAULT_MADVISE_ERRNO, /* HAKMEM_FAULT_MADVISE_ERRNO: ENOMEM|EINVAL (debug) */

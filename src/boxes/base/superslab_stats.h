@@ -22,7 +22,9 @@
     X(madvise_failures)     \
     X(madvise_guard_refusals) \
     X(lean_decommit)        \
-    X(lean_retire)
+    X(lean_retire)          \
+    X(thp_advise)           \
+    X(thp_kept_whole)
 
 /* Gauges: always kept; those with a peak keep it too. */
 #define HK_STAT_GAUGES(X)   \

@@ -155,10 +155,11 @@ bool hk_census_begin(void)
     g_census_epoch++;
     for (hk_heap_t *h = hk_heap_first(); h; h = h->all_next) {
         /* A heap is marked if its thread is gone before the trim starts
-         * (the syscall before the lock: none is made under a heap lock). */
-        bool gone = h != hk_tls_heap && hk_reclaim_thread_gone(h);
+         * (the syscall before the lock: none is made under a heap lock;
+         * the owner's generation says it is still the same one). */
+        uint32_t gone = h != hk_tls_heap ? hk_reclaim_gone_owner(h) : 0;
         hk_heap_lock(h);
-        if (h->alive && gone)
+        if (gone && h->alive && h->gen == gone)
             h->census_dead_epoch = g_census_epoch;
         for (hk_superslab_t *ss = h->ss_list; ss; ss = ss->next)
             mark_superslab(ss, h);

@@ -142,32 +142,11 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
     }
 }
 
-void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls, hk_thread_start_t start)
+/* The rest of a malloc's slow path, heap's lock held (and released). */
+static HK_NOINLINE void *heap_alloc_slow_locked(hk_heap_t *heap, unsigned cls)
 {
-    if (HK_UNLIKELY(heap == &g_hk_heap_empty)) {
-        heap = start();
-        if (!heap) {
-            errno = ENOMEM;
-            return NULL;
-        }
-    } else if (HK_UNLIKELY(heap == &g_hk_heap_exited)) {
-        heap = &g_hk_shared_heap;
-    }
-    hk_heap_lock(heap);
-    heap->slow_calls++;
-    /* The head ran dry and the next slab of the class has blocks: it takes
-     * over. Under the lock, like every change of the class lists: a helper
-     * may be giving back slabs further down the list. */
-    hk_slab_t *head = heap->cur[cls];
-    hk_slab_t *next = head->next; /* NULL for g_hk_slab_empty */
-    void *p;
-    if (next && next->free) {
-        hk_class_head_to_tail(heap, head);
-        p = hk_slab_pop(next, next->free);
-        hk_heap_unlock(heap);
-        return p;
-    }
-    p = heap_alloc_locked(heap, cls);
+    __atomic_store_n(&heap->slow_calls, heap->slow_calls + 1, __ATOMIC_RELAXED); /* the sweep reads it */
+    void *p = heap_alloc_locked(heap, cls);
     hk_heap_unlock(heap);
     if (HK_UNLIKELY(!p) && hk_release_cached() > 0) {
         /* The OS refused a superslab: cached ranges hold address space
@@ -182,10 +161,67 @@ void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls, hk_thread_start_t start)
     return p;
 }
 
+/* A thread not started yet, or one whose heap is gone. */
+static HK_NOINLINE void *heap_alloc_stand_in(hk_heap_t *heap, unsigned cls, hk_thread_start_t start)
+{
+    if (heap == &g_hk_heap_empty) {
+        heap = start();
+        if (!heap) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    } else {
+        heap = &g_hk_shared_heap;
+    }
+    hk_heap_lock(heap);
+    return heap_alloc_slow_locked(heap, cls);
+}
+
+/* Lock held: the head of cls ran dry; if the next slab of the class has
+ * blocks it takes over, else the rest of the slow path. */
+HK_INLINE void *heap_alloc_rotate_locked(hk_heap_t *heap, unsigned cls)
+{
+    hk_slab_t *head = heap->cur[cls];
+    hk_slab_t *next = head->next; /* NULL for g_hk_slab_empty */
+    if (HK_LIKELY(next && next->free)) {
+        hk_class_head_to_tail(heap, head);
+        void *p = hk_slab_pop(next, next->free);
+        hk_heap_unlock(heap);
+        return p;
+    }
+    return heap_alloc_slow_locked(heap, cls);
+}
+
+/* The slow path when the lock was busy, or the heap is a stand-in. */
+static HK_NOINLINE void *heap_alloc_slow_wait(hk_heap_t *heap, unsigned cls, hk_thread_start_t start)
+{
+    /* The stand-ins (a thread not started, or exited) are never alive; a
+     * thread's own heap is while the thread runs. */
+    if (HK_UNLIKELY(!__atomic_load_n(&heap->alive, __ATOMIC_RELAXED)))
+        return heap_alloc_stand_in(heap, cls, start);
+    hk_heap_lock(heap);
+    return heap_alloc_rotate_locked(heap, cls);
+}
+
+void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls, hk_thread_start_t start)
+{
+    /* Most calls: the head ran dry and the next slab of the class takes
+     * over. Under the lock, like every change of the class lists (a helper
+     * may be giving back slabs further down the list; the head itself is
+     * the owner's and stays). Only calls to tails here, so this path saves
+     * no register: the read of head->next before the lock is a hint (the
+     * stand-ins' heads have no next), and a busy lock goes the long way. */
+    hk_slab_t *head = heap->cur[cls];
+    if (HK_LIKELY(__atomic_load_n(&head->next, __ATOMIC_RELAXED) != NULL) &&
+        HK_LIKELY(!atomic_exchange_explicit(&heap->lock, 1, memory_order_acquire)))
+        return heap_alloc_rotate_locked(heap, cls);
+    return heap_alloc_slow_wait(heap, cls, start);
+}
+
 void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab, hk_block_t *b)
 {
     hk_heap_lock(heap);
-    heap->slow_calls++;
+    __atomic_store_n(&heap->slow_calls, heap->slow_calls + 1, __ATOMIC_RELAXED); /* the sweep reads it */
     hk_reclaim_free_locked(heap, slab, b);
     hk_reclaim_flush_pending(heap, false);
     hk_heap_unlock(heap);

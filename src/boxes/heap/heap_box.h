@@ -95,10 +95,12 @@ HK_INLINE void hk_small_free(void *p)
             return;
         }
         /* Straight back onto the allocation list: the next malloc of this
-         * class reuses the block while it is still in cache. */
+         * class reuses the block while it is still in cache. (used is
+         * stored as an atomic, a plain move: a helper may read it while it
+         * looks for slabs with every block free.) */
         b->link = hk_link_encode(b, tag, slab->free);
         slab->free = b;
-        slab->used = used - 1;
+        hk_slab_used_set(slab, used - 1);
         return;
     }
     hk_heap_free_remote(b, owner);

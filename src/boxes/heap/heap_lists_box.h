@@ -161,8 +161,8 @@ HK_INLINE void hk_class_insert_second(hk_heap_t *h, hk_slab_t *s)
 
 HK_INLINE void hk_class_remove(hk_heap_t *h, hk_slab_t *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
+    if (s->prev) /* the head's next is read before the lock (a hint: heap_box) */
+        __atomic_store_n(&s->prev->next, s->next, __ATOMIC_RELAXED);
     else
         hk_class_head_set(h, s->cls, s->next ? s->next : &g_hk_slab_empty);
     if (s->next)

@@ -186,10 +186,8 @@ static void slab_unpark(hk_heap_t *h, hk_slab_t *s)
     hk_class_insert_second(h, s);
 }
 
-void hk_reclaim_drain(hk_heap_t *h)
+void hk_reclaim_drain_stack(hk_heap_t *h)
 {
-    if (!atomic_load_explicit(&h->remote_slabs, memory_order_relaxed))
-        return;
     /* While the list is walked, no superslab may go back to the OS: a slab
      * further down the list may belong to it. */
     h->hold++;
@@ -273,10 +271,8 @@ static void heap_trim_empty(hk_heap_t *h, unsigned keep)
     }
 }
 
-void hk_reclaim_flush_pending(hk_heap_t *h, bool force)
+void hk_reclaim_flush_waiting(hk_heap_t *h, bool force)
 {
-    if (!config_lean || !h->pending_since_ms)
-        return;
     if (!force && !ss_release_settled(h->pending_since_ms, (uint32_t)ss_release_now_ms()))
         return;
     __atomic_store_n(&h->pending_since_ms, 0, __ATOMIC_RELAXED);
@@ -552,28 +548,30 @@ void hk_heap_thread_done(hk_heap_t *h)
     hk_heap_struct_free(h);
 }
 
-bool hk_reclaim_thread_gone(const hk_heap_t *h)
+uint32_t hk_reclaim_gone_owner(const hk_heap_t *h)
 {
+    /* The generation first: a thread start resets the id, then counts the
+     * generation, then sets the new id, so an id read after a generation
+     * is that owner's, or 0. */
+    uint32_t gen = __atomic_load_n(&h->gen, __ATOMIC_ACQUIRE);
     int32_t tid = __atomic_load_n(&h->tid, __ATOMIC_RELAXED);
-    if (tid <= 0 || !hk_heap_has_owner(h))
-        return false;
+    if (tid <= 0 || !hk_heap_has_owner(h) || !__atomic_load_n(&h->alive, __ATOMIC_RELAXED))
+        return 0;
     int saved = errno;
     bool gone = syscall(SYS_tgkill, (int)getpid(), (int)tid, 0) != 0 && errno == ESRCH;
     errno = saved;
-    return gone;
+    return gone ? gen : 0;
 }
 
-/* The thread of h is gone without its exit hook: do its exit for it. The
- * owner (generation and kernel id) is checked again under the lock: the
- * struct may have been given up and reused by a new thread since. */
+/* The thread of h is gone without its exit hook: do its exit for it (the
+ * owner checked again under the lock). */
 static void heap_reap(hk_heap_t *h)
 {
-    uint32_t gen = __atomic_load_n(&h->gen, __ATOMIC_ACQUIRE);
-    int32_t tid = __atomic_load_n(&h->tid, __ATOMIC_RELAXED);
-    if (h == hk_tls_heap || !__atomic_load_n(&h->alive, __ATOMIC_RELAXED) || !hk_reclaim_thread_gone(h))
+    uint32_t gen = h == hk_tls_heap ? 0 : hk_reclaim_gone_owner(h);
+    if (!gen)
         return;
     hk_heap_lock(h);
-    bool reap = h->alive && h->tid == tid && h->gen == gen;
+    bool reap = h->alive && h->gen == gen;
     if (reap)
         heap_give_up_locked(h);
     hk_heap_unlock(h);
@@ -615,17 +613,16 @@ void hk_reclaim_thread_born(void)
  *  - LEAN: help heaps with decommits waiting (an owner that went idle right
  *    after freeing);
  *  - the purge tick. */
-#define HK_SWEEP_EVERY 64
 #define HK_SWEEP_ABANDONED 8
 static _Atomic uint32_t g_next_sweep_ms;
-static __thread uint32_t hk_tls_slow_calls;
+__thread uint32_t hk_tls_slow_calls;
 /* The front's purge tick (hk_heap_set_idle_tick). */
 static void (*_Atomic g_idle_tick)(void);
 
 /* An idle owner's work (trylock: a heap that is busy is not idle). */
 static void heap_help_idle(hk_heap_t *h)
 {
-    if (!defect(HK_DEFECT_REAP) && hk_reclaim_thread_gone(h)) {
+    if (!defect(HK_DEFECT_REAP) && hk_reclaim_gone_owner(h)) {
         heap_reap(h);
         return;
     }
@@ -661,10 +658,8 @@ static void heap_sweep_work(hk_heap_t *self)
     }
 }
 
-void hk_reclaim_sweep(hk_heap_t *self)
+void hk_reclaim_sweep_now(hk_heap_t *self)
 {
-    if (++hk_tls_slow_calls % HK_SWEEP_EVERY != 0)
-        return;
     uint32_t now = (uint32_t)ss_release_now_ms();
     uint32_t next = atomic_load_explicit(&g_next_sweep_ms, memory_order_relaxed);
     if ((int32_t)(now - next) < 0 ||

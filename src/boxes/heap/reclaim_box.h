@@ -65,8 +65,14 @@
 void hk_heap_free_remote(hk_block_t *b, hk_heap_t *owner);
 
 /* Owner, lock held: */
-/* Handle the notification stack. */
-void hk_reclaim_drain(hk_heap_t *h);
+/* Handle the notification stack (a slow path calls it every time: the
+ * test for an empty stack is inline). */
+void hk_reclaim_drain_stack(hk_heap_t *h);
+HK_INLINE void hk_reclaim_drain(hk_heap_t *h)
+{
+    if (atomic_load_explicit(&h->remote_slabs, memory_order_relaxed))
+        hk_reclaim_drain_stack(h);
+}
 /* Park an exhausted slab off its class list; false (and left on the list)
  * if remote frees arrived meanwhile. */
 bool hk_reclaim_park(hk_heap_t *h, hk_slab_t *s);
@@ -77,12 +83,25 @@ void hk_reclaim_free_locked(hk_heap_t *h, hk_slab_t *slab, hk_block_t *b);
 void hk_reclaim_adopt(hk_heap_t *h, hk_superslab_t *ss);
 /* LEAN: give back every slab of the heap still waiting, if the first has
  * waited long enough (or at once: force). */
-void hk_reclaim_flush_pending(hk_heap_t *h, bool force);
+void hk_reclaim_flush_waiting(hk_heap_t *h, bool force);
+HK_INLINE void hk_reclaim_flush_pending(hk_heap_t *h, bool force)
+{
+    if (config_lean && h->pending_since_ms)
+        hk_reclaim_flush_waiting(h, force);
+}
 
-/* Any thread's slow path, no lock held: now and then, work nobody else
+/* Any thread's slow path, no lock held: every HK_SWEEP_EVERY-th of a
+ * thread, at most every settle interval for the process, work nobody else
  * would do soon (abandoned superslabs, idle owners, LEAN's waiting
  * decommits, the purge tick). */
-void hk_reclaim_sweep(hk_heap_t *self);
+#define HK_SWEEP_EVERY 64
+extern HK_HIDDEN __thread uint32_t hk_tls_slow_calls;
+void hk_reclaim_sweep_now(hk_heap_t *self);
+HK_INLINE void hk_reclaim_sweep(hk_heap_t *self)
+{
+    if (HK_UNLIKELY(++hk_tls_slow_calls % HK_SWEEP_EVERY == 0))
+        hk_reclaim_sweep_now(self);
+}
 /* A thread starts: now and then, the heaps of threads that are gone are
  * given up, so that they stay a bounded multiple of the live threads. */
 void hk_reclaim_thread_born(void);
@@ -106,9 +125,12 @@ void hk_heap_set_idle_tick(void (*tick)(void));
 /* Thread exit: give every superslab up (abandon those with live blocks),
  * then the heap struct. */
 void hk_heap_thread_done(hk_heap_t *heap);
-/* Is h's owner thread gone without its exit (its kernel id answers
- * ESRCH)? Never true for a heap without an owner thread. */
-bool hk_reclaim_thread_gone(const hk_heap_t *h);
+/* If h's owner thread is gone without its exit (its kernel id answers
+ * ESRCH), that owner's generation (h->gen), else 0; never for a heap
+ * without an owner thread. No lock held (a syscall): the caller compares
+ * the generation under the lock, since the struct may have found a new
+ * owner meanwhile. */
+uint32_t hk_reclaim_gone_owner(const hk_heap_t *h);
 
 /* Fork: hold every heap lock and wait out remote frees that are notifying
  * an owner, so the child finds no lock held and no slab in NOTIFYING. The

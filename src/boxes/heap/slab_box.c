@@ -55,6 +55,26 @@ static inline bool carve_skips(uint16_t poison_pages, uintptr_t b)
     return (b & (HK_PAGE_SIZE - 1)) == 0 && (poison_pages >> ((b >> 12) & 15) & 1);
 }
 
+/* Link blocks start .. start + (n - 1) * bs in front of head, back to front
+ * (so the list runs in address order), each with its free tag; the ones
+ * poison says to skip get the tag only. poison is 0 or not at each call,
+ * so the common loop has no test in it. */
+HK_INLINE hk_block_t *carve_run(uint8_t *start, uint32_t n, uint32_t bs, hk_block_t *head, uint16_t poison)
+{
+    for (uint32_t i = n; i-- > 0;) {
+        hk_block_t *b = (hk_block_t *)(start + (size_t)i * bs);
+        uintptr_t t = hk_block_secret(b);
+        b->tag = t;
+        if (config_debug)
+            hk_debug_junk_fill(b, bs);
+        if (poison && carve_skips(poison, (uintptr_t)b))
+            continue;
+        b->link = hk_link_encode(b, t, head);
+        head = b;
+    }
+    return head;
+}
+
 /* Carve up to a page's worth of fresh blocks onto the free list. Each
  * carved block carries the free tag: free() of a block that was carved but
  * never handed out is then a double free, not a second copy on the list.
@@ -79,21 +99,9 @@ static bool slab_carve_once(hk_slab_t *s, hk_superslab_t *ss)
     if (n > left)
         n = left;
     uint8_t *start = hk_slab_base(ss, s) + off;
-    hk_block_t *head = s->free;
     uint16_t poison = s->poison_pages;
-    /* Linked back to front, so the list runs in address order. */
-    for (uint32_t i = n; i-- > 0;) {
-        hk_block_t *b = (hk_block_t *)(start + (size_t)i * s->block_size);
-        uintptr_t t = hk_block_secret(b);
-        b->tag = t;
-        if (config_debug)
-            hk_debug_junk_fill(b, s->block_size);
-        if (HK_UNLIKELY(poison) && carve_skips(poison, (uintptr_t)b))
-            continue;
-        b->link = hk_link_encode(b, t, head);
-        head = b;
-    }
-    s->free = head;
+    s->free = poison ? carve_run(start, n, s->block_size, s->free, poison)
+                     : carve_run(start, n, s->block_size, s->free, 0);
     s->reserved = (uint16_t)(s->reserved + n);
     /* Read by other threads' frees (hk_slab_is_block_start). */
     __atomic_store_n(&s->carved_limit, (uintptr_t)start + (size_t)n * s->block_size, __ATOMIC_RELEASE);
@@ -111,7 +119,7 @@ bool hk_slab_serves(const hk_slab_t *s, unsigned cls)
     return false;
 }
 
-bool hk_slab_carve(hk_slab_t *s, hk_superslab_t *ss)
+bool hk_slab_carve_more(hk_slab_t *s, hk_superslab_t *ss)
 {
     /* Every block of a batch may have been skipped (one block per batch
      * in the largest classes): carve on until one is on the list. */

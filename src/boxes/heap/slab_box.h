@@ -76,13 +76,16 @@ HK_INLINE uintptr_t hk_link_encode(const hk_block_t *b, uintptr_t t, const hk_bl
 }
 
 /* slab->used is the owner's counter; a helper holding the heap lock reads
- * and writes it on slabs the owner's fast paths cannot touch (parked ones,
- * and listed ones with no block out). The owner's free fast path reads it
- * before it knows whether the slab is parked: relaxed atomics say so (and
- * compile to plain moves). Writes to a slab known not to be parked stay
- * plain. */
-HK_INLINE int32_t hk_slab_used(const hk_slab_t *s) { return __atomic_load_n(&s->used, __ATOMIC_RELAXED); }
-HK_INLINE void hk_slab_used_set(hk_slab_t *s, int32_t v) { __atomic_store_n(&s->used, v, __ATOMIC_RELAXED); }
+ * it on listed slabs (to find those with every block free) and writes it
+ * on slabs the owner's fast paths cannot touch (parked ones, and listed
+ * ones with no block out). The owner's free fast path reads it before it
+ * knows whether the slab is parked, and writes it while a helper may read
+ * it: a helper that reads the count a free left also sees the block that
+ * free put on the list, so loads acquire and stores release (plain moves
+ * on x86-64). The pop's increment stays plain: it is on a class head,
+ * which no helper reads. */
+HK_INLINE int32_t hk_slab_used(const hk_slab_t *s) { return __atomic_load_n(&s->used, __ATOMIC_ACQUIRE); }
+HK_INLINE void hk_slab_used_set(hk_slab_t *s, int32_t v) { __atomic_store_n(&s->used, v, __ATOMIC_RELEASE); }
 /* Blocks out, without the parked bit. */
 HK_INLINE int32_t hk_slab_out(const hk_slab_t *s) { return hk_slab_used(s) & ~HK_USED_PARKED; }
 
@@ -135,7 +138,11 @@ void hk_slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls);
 bool hk_slab_serves(const hk_slab_t *s, unsigned cls);
 /* Carve fresh blocks onto the free list (a page's worth, at least one);
  * false if the slab is carved whole. */
-bool hk_slab_carve(hk_slab_t *s, hk_superslab_t *ss);
+bool hk_slab_carve_more(hk_slab_t *s, hk_superslab_t *ss);
+HK_INLINE bool hk_slab_carve(hk_slab_t *s, hk_superslab_t *ss)
+{
+    return s->reserved < s->capacity && hk_slab_carve_more(s, ss);
+}
 /* Forget a slab's class: every free into it is refused from now on. */
 void hk_slab_clear(hk_slab_t *s);
 

@@ -169,7 +169,7 @@ void hk_os_populate(void *p, size_t size)
 int hk_os_madvise_raw(void *p, size_t size, hk_advice_t advice, int *err)
 {
     int saved = errno;
-    int how = MADV_DONTNEED;
+    int how = advice == HK_ADVICE_HUGEPAGE ? MADV_HUGEPAGE : MADV_DONTNEED;
     if (advice == HK_ADVICE_FREE) {
 #if HAVE_MADV_FREE_FLAG
         how = MADV_FREE;

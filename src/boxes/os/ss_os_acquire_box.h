@@ -42,6 +42,7 @@ void hk_os_populate(void *p, size_t size);
 typedef enum {
     HK_ADVICE_FREE,     /* MADV_FREE */
     HK_ADVICE_DONTNEED, /* MADV_DONTNEED */
+    HK_ADVICE_HUGEPAGE, /* MADV_HUGEPAGE (ss_os_advise_huge only: gives nothing back) */
 } hk_advice_t;
 /* Raw madvise: 0, or -1 with *err set to the kernel's errno. Only the madvise
  * guard calls this; everyone else goes through ss_os_madvise_guarded(). */

@@ -342,6 +342,10 @@ enum at_expect {
     /* A property of the allocator the scenario checks itself: no
      * diagnosis, exit 0, the scenario finished. */
     AT_OK,
+    /* A bad access that guarded sampling turns into a fault: SIGSEGV
+     * after exactly one `hakmem: error: KIND` line (the report), and the
+     * scenario never went past the access. */
+    AT_FAULT,
 };
 
 struct at_case {
@@ -497,6 +501,15 @@ static void at_run_case(const struct vt_mode *m, const struct at_case *c)
     case AT_CLEAN:
         at_check_clean(r);
         break;
+    case AT_FAULT: {
+        int errors = vt_count_lines(r->err, "hakmem: error: ");
+        vt_assert_r(r, WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGSEGV,
+                    "the bad access must fault (SIGSEGV), got %s", vt_status_str(r->status));
+        vt_assert_r(r, errors == 1 && at_matching_kind(r, c) == 1, "exactly one %s line expected (found %d error lines)",
+                    at_kinds_str(c), errors);
+        vt_assert_r(r, !vt_str(r, "past"), "the scenario went on after the bad access");
+        break;
+    }
     case AT_OK:
         vt_assert_r(r, vt_exited_ok(r), "the scenario failed (%s): %s", vt_status_str(r->status), at_fail_line(r));
         vt_assert_r(r, vt_count_lines(r->err, "hakmem: error: ") == 0, "a `hakmem: error:` line");

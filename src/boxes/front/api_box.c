@@ -12,6 +12,7 @@
 #include "backend/ss_release_policy_box.h"
 #include "front/background_box.h"
 #include "heap/census_box.h"
+#include "front/guard_box.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -64,6 +65,10 @@ void hk_free_other(void *p, unsigned kind)
         hk_prof_free_pooled(p);
         return;
     }
+    if (kind == HK_REG_GUARDED) {
+        hk_guard_free(p);
+        return;
+    }
     /* A large block may be a sample: its record goes before the block, so
      * that no other thread's sample at the same address can be taken for
      * it. */
@@ -94,6 +99,11 @@ size_t hk_usable_other(void *p, unsigned kind)
 {
     if (!p)
         return 0;
+    if (kind == HK_REG_GUARDED) {
+        size_t s = hk_guard_usable(p);
+        if (s)
+            return s;
+    }
     if (kind == HK_REG_LARGE || kind == HK_REG_SAMPLED) {
         size_t s = kind == HK_REG_SAMPLED ? hk_prof_usable_pooled(p)
                    : config_debug        ? debug_large_check(p, hk_prof_may_own() && hk_prof_is_sampled(p))
@@ -215,6 +225,14 @@ void *hk_realloc_impl(void *p, size_t size, const void *sample)
             errno = ENOMEM;
             return NULL;
         }
+    } else if (kind == HK_REG_GUARDED) {
+        /* A guarded block moves to an ordinary one. */
+        old = hk_guard_usable(p);
+        if (!old) {
+            hk_guard_free(p); /* names the misuse, touches nothing */
+            errno = ENOMEM;
+            return NULL;
+        }
     } else if (kind == HK_REG_SAMPLED) {
         /* A sampled block of the profiler's pool: it moves, as above. */
         old = hk_prof_usable_pooled(p);
@@ -265,10 +283,19 @@ foreign:
  * point jumped here, else the entry point's (prof_box skips the library's
  * own frames after it). */
 
+/* The profiler is off (hk_prof_sample_now answered no and left the
+ * countdown off): guarded sampling, if on, sets it again, and says whether
+ * this allocation is guarded. Every *_ticked path asks, so that the
+ * countdown never stays off while guarded sampling is on. */
 HK_NOINLINE void *hk_malloc_ticked(size_t size)
 {
     if (hk_prof_sample_now(size))
         return hk_prof_alloc(size, 0, false, __builtin_return_address(0));
+    if (hk_guard_sample_now(size)) {
+        void *p = hk_guard_alloc(size, false, __builtin_return_address(0));
+        if (p)
+            return p;
+    }
     return hk_malloc_untracked(size);
 }
 
@@ -276,6 +303,11 @@ HK_NOINLINE void *hk_calloc_ticked(size_t total)
 {
     if (hk_prof_sample_now(total))
         return hk_prof_alloc(total, 0, true, __builtin_return_address(0));
+    if (hk_guard_sample_now(total)) {
+        void *p = hk_guard_alloc(total, true, __builtin_return_address(0));
+        if (p)
+            return p;
+    }
     return hk_calloc_untracked(total);
 }
 
@@ -287,12 +319,16 @@ HK_NOINLINE void *hk_aligned_ticked(size_t align, size_t size)
     }
     if (hk_prof_sample_now(size))
         return hk_prof_alloc(size, align, false, __builtin_return_address(0));
+    hk_guard_sample_now(size); /* (aligned blocks are not guarded) */
     return hk_alloc_aligned(align, size, false);
 }
 
 HK_NOINLINE void *hk_realloc_ticked(void *p, size_t size)
 {
-    return hk_realloc_impl(p, size, hk_prof_sample_now(size) ? __builtin_return_address(0) : NULL);
+    if (hk_prof_sample_now(size))
+        return hk_realloc_impl(p, size, __builtin_return_address(0));
+    hk_guard_sample_now(size); /* (realloc's blocks are not guarded) */
+    return hk_realloc_impl(p, size, NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -343,6 +379,8 @@ HK_API int hakmem_owns(const void *p)
         return hk_large_usable(p) != 0;
     if (kind == HK_REG_SAMPLED)
         return hk_prof_owns_pooled(p);
+    if (kind == HK_REG_GUARDED)
+        return hk_guard_usable(p) != 0;
     return 0;
 }
 
@@ -371,6 +409,7 @@ void hk_stats_view(hk_stats_view_t *v)
     /* The profiler's pooled samples are blocks in use too, a page each. */
     uint64_t pooled;
     hk_prof_stats(&s->prof_bytes, &s->prof_samples, &pooled);
+    hk_guard_stats(&s->guard_samples, &s->guard_skipped);
     s->bytes_allocated += pooled;
     s->bytes_active += pooled;
     for (unsigned k = 0; k < HK_NUM_CLASSES; k++) {

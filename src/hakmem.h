@@ -120,6 +120,8 @@ struct hakmem_stats {
     uint64_t thp_kept_whole;       /* parts of huge-page superslabs not given back (thp:1) */
     uint64_t prof_bytes;           /* the heap profiler's own memory (tables, pool) */
     uint64_t prof_samples;         /* sampled blocks live */
+    uint64_t guard_samples;        /* guarded blocks live (guard_sample) */
+    uint64_t guard_skipped;        /* counter: guarded samples skipped, the pool full */
 };
 
 /* Fill *out. size: sizeof(struct hakmem_stats) (or the older size, up to

@@ -46,6 +46,37 @@ static const struct vt_mode at_all_modes[] = {
 };
 #define AT_NMODES (sizeof at_all_modes / sizeof at_all_modes[0])
 
+/* The columns of abort_on_error, for the suites of misuse the libraries
+ * name (at_misuse, at_bounds): the release libraries with it on (as a
+ * variable, and as a key of HAKMEM_CONF), where every misuse named must
+ * stop the program; the debug library with it off, where a misuse named
+ * is ignored as in the release libraries. */
+static const struct vt_mode at_abort_modes[] = {
+    {VT_FAST, {"HAKMEM_ABORT_ON_ERROR=1"}},
+    {VT_LEAN, {"HAKMEM_CONF=abort_on_error:1", "HAKMEM_SS_MEM_LEAN=1", "HAKMEM_SS_MEM_LEAN_TARGET_MB=0"}},
+    {VT_DEBUG, {"HAKMEM_ABORT_ON_ERROR=0"}},
+};
+#define AT_NABORT_MODES (sizeof at_abort_modes / sizeof at_abort_modes[0])
+#define AT_MAX_MODES 16
+
+/* The table at_main runs (a suite may set its own before at_main). */
+static const struct vt_mode *at_mode_table = at_all_modes;
+static size_t at_mode_count = AT_NMODES;
+
+/* Does the mode stop the program after naming a misuse: the debug library
+ * unless abort_on_error is off, any library with it on? */
+__attribute__((unused)) static int at_mode_aborts(const struct vt_mode *m)
+{
+    int aborts = m->variant == VT_DEBUG;
+    for (int i = 0; i < 5 && m->env[i]; i++) {
+        if (strstr(m->env[i], "ABORT_ON_ERROR=1") || strstr(m->env[i], "abort_on_error:1"))
+            aborts = 1;
+        if (strstr(m->env[i], "ABORT_ON_ERROR=0") || strstr(m->env[i], "abort_on_error:0"))
+            aborts = 0;
+    }
+    return aborts;
+}
+
 /* Block sizes the attacks run with: the smallest class, a small odd one, a
  * mid-size one, and a page-sized one (16 blocks per 64 KiB slab). */
 static const size_t at_sizes[] = {16, 48, 256, 4096};
@@ -221,7 +252,7 @@ static int at_live_n, at_live_cap;
 __attribute__((unused)) static void at_live_add_from(void *p, size_t n, size_t skip)
 {
     if (!at_live_v) {
-        at_live_cap = 4096;
+        at_live_cap = 16384; /* a slab of 16-byte blocks, and more */
         at_live_v = vt_map((size_t)at_live_cap * sizeof *at_live_v);
     }
     if (at_live_n == at_live_cap)
@@ -308,6 +339,13 @@ enum at_expect {
     /* No misuse at all (a forged tag on a live block): no diagnosis, exit 0,
      * the block taken back as a normal free. */
     AT_CLEAN,
+    /* A property of the allocator the scenario checks itself: no
+     * diagnosis, exit 0, the scenario finished. */
+    AT_OK,
+    /* A bad access that guarded sampling turns into a fault: SIGSEGV
+     * after exactly one `hakmem: error: KIND` line (the report), and the
+     * scenario never went past the access. */
+    AT_FAULT,
 };
 
 struct at_case {
@@ -317,7 +355,7 @@ struct at_case {
                              `corrupted free list`) */
 };
 
-static const struct vt_mode *at_modes[AT_NMODES];
+static const struct vt_mode *at_modes[AT_MAX_MODES];
 static int at_nmodes;
 
 static int at_is_abort(const struct vt_result *r)
@@ -398,7 +436,7 @@ static void at_check_attack(const struct vt_result *r, const struct at_case *c)
     vt_assert_r(r, vt_str(r, "after") && strcmp(vt_str(r, "after"), "ok") == 0, "the scenario did not finish");
 }
 
-static void at_check_misuse(const struct vt_result *r, const struct at_case *c, int debug)
+static void at_check_misuse(const struct vt_result *r, const struct at_case *c, int aborts)
 {
     int errors = vt_count_lines(r->err, "hakmem: error: ");
     int matching = at_matching_kind(r, c);
@@ -407,8 +445,9 @@ static void at_check_misuse(const struct vt_result *r, const struct at_case *c, 
         vt_assert_r(r, vt_str(r, "first_free") != NULL,
                     "the first free, of a live block carrying a copied free tag, was taken for a double free "
                     "(the tag of one block must not pass for another's)");
-    if (debug) {
-        vt_assert_r(r, at_is_abort(r), "the debug build must abort after the diagnosis (got %s)",
+    if (aborts) {
+        vt_assert_r(r, at_is_abort(r),
+                    "the debug build, or abort_on_error:1, must abort after the diagnosis (got %s)",
                     vt_status_str(r->status));
         vt_assert_r(r, errors == 1 && matching == 1, "exactly one %s line expected (found %d error lines)",
                     at_kinds_str(c), errors);
@@ -457,10 +496,24 @@ static void at_run_case(const struct vt_mode *m, const struct at_case *c)
         break;
     case AT_MISUSE:
     case AT_MISUSE_SECOND:
-        at_check_misuse(r, c, m->variant == VT_DEBUG);
+        at_check_misuse(r, c, at_mode_aborts(m));
         break;
     case AT_CLEAN:
         at_check_clean(r);
+        break;
+    case AT_FAULT: {
+        int errors = vt_count_lines(r->err, "hakmem: error: ");
+        vt_assert_r(r, WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGSEGV,
+                    "the bad access must fault (SIGSEGV), got %s", vt_status_str(r->status));
+        vt_assert_r(r, errors == 1 && at_matching_kind(r, c) == 1, "exactly one %s line expected (found %d error lines)",
+                    at_kinds_str(c), errors);
+        vt_assert_r(r, !vt_str(r, "past"), "the scenario went on after the bad access");
+        break;
+    }
+    case AT_OK:
+        vt_assert_r(r, vt_exited_ok(r), "the scenario failed (%s): %s", vt_status_str(r->status), at_fail_line(r));
+        vt_assert_r(r, vt_count_lines(r->err, "hakmem: error: ") == 0, "a `hakmem: error:` line");
+        vt_assert_r(r, vt_str(r, "after") && strcmp(vt_str(r, "after"), "ok") == 0, "the scenario did not finish");
         break;
     }
     free(r);
@@ -472,6 +525,9 @@ struct at_family {
     const char *tcase; /* CK_RUN_CASE name */
     struct at_case *cases;
     int n;
+    /* NULL: every mode; else the modes the family runs in (the others
+     * pass without running, as their library does not claim the check). */
+    int (*applies)(const struct vt_mode *m);
 };
 
 static struct at_family *at_families;
@@ -484,7 +540,9 @@ START_TEST(at_test_case)
     for (int f = 0; f < at_nfamilies; f++) {
         int span = at_nmodes * at_families[f].n;
         if (i < span) {
-            at_run_case(at_modes[i / at_families[f].n], &at_families[f].cases[i % at_families[f].n]);
+            const struct vt_mode *m = at_modes[i / at_families[f].n];
+            if (!at_families[f].applies || at_families[f].applies(m))
+                at_run_case(m, &at_families[f].cases[i % at_families[f].n]);
             return;
         }
         i -= span;
@@ -498,7 +556,7 @@ END_TEST
 __attribute__((unused)) static int at_main(const char *suite, struct at_family *fams, int nfams)
 {
     vt_require_builddir();
-    at_nmodes = (int)vt_select_modes(at_all_modes, AT_NMODES, at_modes);
+    at_nmodes = (int)vt_select_modes(at_mode_table, at_mode_count, at_modes);
     if (!at_nmodes) {
         printf("SKIP: no hakmem library is built\n");
         return VT_EXIT_SKIP;

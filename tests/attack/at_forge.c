@@ -54,14 +54,18 @@ static void live_setup(size_t size)
 
 /* After the attack: mallocs kept live, each checked against every live
  * block (at_live_add_from stops at the first duplicate), each stamped from
- * byte `skip` on. Returns whether `c` came back. */
+ * byte `skip` on. Returns whether `c` came back. With a `c`: `count` is a
+ * limit, and the batch ends 8 mallocs after c came back (a freed block is
+ * not handed out at once: it waits until the free blocks before it are
+ * taken, at most a slab's worth). */
 static int batch_after(size_t size, int count, const void *c, size_t skip)
 {
-    int back = 0;
-    for (int i = 0; i < count; i++) {
+    int back = 0, more = 0;
+    for (int i = 0; i < count && more < 8; i++) {
         void *q = malloc(size);
         at_watch(q, i < 8);
         back |= q == c;
+        more += c && back;
         at_live_add_from(q, size, skip);
     }
     at_live_verify();
@@ -175,7 +179,7 @@ static int tag_forge(int twice)
         at_bad_free(c);
         vt_report("second_free", "done");
     }
-    int back = batch_after(size, 32, c, 0);
+    int back = batch_after(size, (int)(65536 / size) + 64, c, 0);
     vt_report("c_reused", "%d", back);
     vt_report("after", "ok");
     return 0;
@@ -209,9 +213,9 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "--scenario") == 0)
         return at_scenario_main(scenarios, argv[2]);
     struct at_family fams[] = {
-        {"replay", replay_cases, 0},
-        {"forge_link", link_cases, 0},
-        {"forge_tag", tag_cases, 0},
+        {"replay", replay_cases, 0, NULL},
+        {"forge_link", link_cases, 0, NULL},
+        {"forge_tag", tag_cases, 0, NULL},
     };
     for (size_t s = 0; s < AT_NSIZES; s++) {
         at_add(&fams[0], AT_ATTACK, "replay:%zu", at_sizes[s]);

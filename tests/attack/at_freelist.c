@@ -76,6 +76,27 @@ static void plant_over(void *victim, void *planted, int width, size_t window)
         at_set_word(victim, 1, (uintptr_t)planted);
 }
 
+/* Mallocs of `size`, each watched, until `victim` comes back (a freed
+ * block is not handed out at once: it waits until the free blocks before
+ * it are taken, at most a slab's worth), then 8 more, whose links are the
+ * ones followed after it. Returns how often victim came back. */
+static int watch_until_back(size_t size, const void *victim)
+{
+    long limit = 2 * (long)(65536 / size) + 64;
+    int reused = 0, more = 0;
+    for (long i = 0; i < limit && more < 8; i++) {
+        void *q = malloc(size);
+        at_watch(q, i < 8);
+        if (q == victim) {
+            reused++;
+            vt_report("reused_at", "%ld", i);
+        }
+        if (reused)
+            more++;
+    }
+    return reused;
+}
+
 /* uaf:TARGET:WIDTH:SIZE */
 static int sc_uaf(void)
 {
@@ -91,16 +112,13 @@ static int sc_uaf(void)
     void *t = target_of(at_arg(1), stackbuf, g[3], stride);
     at_free(a);
     at_free(b);
-    /* Deliberate write after free over a's link (a is second on the list:
-     * the first malloc takes b, legitimately, and follows b's link to a;
-     * the second takes a and follows the planted link). */
+    /* Deliberate write after free over a's link (a is second on the list
+     * of blocks freed, b first: no freed block is handed out at once, so
+     * they come back once the slab's other free blocks are gone; then
+     * malloc takes b, legitimately, and follows b's link to a, then takes
+     * a and follows the planted link). */
     plant_over(a, t, width, strcmp(at_arg(1), "live") == 0 ? stride : 64);
-    int reused = 0;
-    for (int i = 0; i < 8; i++) {
-        void *q = malloc(size);
-        at_watch(q, 1);
-        reused += q == a;
-    }
+    int reused = watch_until_back(size, a);
     vt_report("reused", "%d", reused);
     vt_report("after", "ok");
     (void)keep;
@@ -162,12 +180,7 @@ static int sc_ovf(void)
     for (size_t i = malloc_usable_size(first); i < stride; i++)
         o[i] = 'A';
     plant_over(mid, t, width, strcmp(at_arg(1), "live") == 0 ? stride : 64);
-    int reused = 0;
-    for (int i = 0; i < 8; i++) {
-        void *q = malloc(size);
-        at_watch(q, 1);
-        reused += q == mid;
-    }
+    int reused = watch_until_back(size, mid);
     vt_report("reused", "%d", reused);
     /* `first` is never freed: its tail (a canary in the debug build) is
      * overwritten on purpose, and the case is about the free list. */
@@ -249,9 +262,9 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "--scenario") == 0)
         return at_scenario_main(scenarios, argv[2]);
     struct at_family fams[] = {
-        {"uaf", uaf_cases, 0},
-        {"overflow", ovf_cases, 0},
-        {"remote", remote_cases, 0},
+        {"uaf", uaf_cases, 0, NULL},
+        {"overflow", ovf_cases, 0, NULL},
+        {"remote", remote_cases, 0, NULL},
     };
     for (size_t s = 0; s < AT_NSIZES; s++)
         for (size_t t = 0; t < NT; t++)

@@ -3,7 +3,11 @@
  *
  * The FAST-only and LEAN-capable libraries print one `hakmem: error: ...`
  * line naming the problem and ignore the call (realloc returns NULL); the
- * debug library aborts after that line. Where the program goes on, a
+ * debug library aborts after that line, and so does every library with
+ * abort_on_error:1 (the columns at_abort_modes adds: HAKMEM_ABORT_ON_ERROR=1
+ * in the FAST library, HAKMEM_CONF=abort_on_error:1 in the LEAN one with
+ * LEAN on; the debug library with HAKMEM_ABORT_ON_ERROR=0 goes on). Where
+ * the program goes on, a
  * batch of mallocs of the same size must hand out distinct blocks that
  * overlap neither each other nor the blocks that were live before the
  * misuse (all stamped, all verified at the end): a double free that put a
@@ -236,9 +240,9 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "--scenario") == 0)
         return at_scenario_main(scenarios, argv[2]);
     struct at_family fams[] = {
-        {"double", df_cases, 0},
-        {"invalid", if_cases, 0},
-        {"realloc", rf_cases, 0},
+        {"double", df_cases, 0, NULL},
+        {"invalid", if_cases, 0, NULL},
+        {"realloc", rf_cases, 0, NULL},
     };
     struct at_family *df = &fams[0], *inv = &fams[1], *rf = &fams[2];
     for (size_t s = 0; s < AT_NSIZES; s++) {
@@ -280,5 +284,12 @@ int main(int argc, char **argv)
         at_add(rf, AT_MISUSE, "rf:%zu:%zu", rsz[i][0], rsz[i][1]);
         kinds(rf, "realloc after free", "double free");
     }
+    /* Every column of the suite, and those of abort_on_error: every misuse
+     * named stops the program where it is on, goes on where it is off. */
+    static struct vt_mode modes[AT_NMODES + AT_NABORT_MODES];
+    memcpy(modes, at_all_modes, sizeof at_all_modes);
+    memcpy(modes + AT_NMODES, at_abort_modes, sizeof at_abort_modes);
+    at_mode_table = modes;
+    at_mode_count = AT_NMODES + AT_NABORT_MODES;
     return at_main("misuse", fams, (int)(sizeof fams / sizeof fams[0]));
 }

@@ -79,19 +79,22 @@ static int lg_ok(void *p, size_t size, unsigned salt)
 /* malloc_usable_size must cover the request and be writable to its end;
  * the byte written there is checked again when the block is freed. (The
  * requests are 100 bytes short of a page multiple, so that byte lies past
- * the stamped end.) */
+ * the stamped end, except in the debug library, whose usable size is the
+ * request: there the stamp covers the end, and the byte is not written.) */
 static size_t lg_usable(void *p, size_t size, const char *who)
 {
     size_t us = malloc_usable_size(p);
     if (us < size)
         vt_fail("%s: malloc_usable_size(%p) = %zu, less than the %zu requested", who, p, us, size);
-    ((volatile unsigned char *)p)[us - 1] = (unsigned char)(us ^ 0x3c);
+    if (us > size)
+        ((volatile unsigned char *)p)[us - 1] = (unsigned char)(us ^ 0x3c);
     return us;
 }
 
-static int lg_tail_ok(void *p, size_t us)
+/* (size: the request; see lg_usable) */
+static int lg_tail_ok(void *p, size_t us, size_t size)
 {
-    return ((volatile unsigned char *)p)[us - 1] == (unsigned char)(us ^ 0x3c);
+    return us == size || ((volatile unsigned char *)p)[us - 1] == (unsigned char)(us ^ 0x3c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -136,7 +139,7 @@ static void *remap_grower(void *arg)
         if (!lg_ok(q, sz[i], salt[i]))
             vt_fail("remap: realloc %zu -> %zu lost the block's contents", sz[i], nsz);
         size_t us = lg_usable(q, nsz, "remap grower");
-        if (!lg_tail_ok(q, us))
+        if (!lg_tail_ok(q, us, nsz))
             vt_fail("remap: cannot read back the last usable byte");
         p[i] = q;
         sz[i] = nsz;
@@ -163,7 +166,7 @@ static void *remap_churner(void *arg)
     while (!atomic_load(&rm_stop)) {
         int i = (int)(vt_xorshift(&seed) % N);
         if (p[i]) {
-            if (!lg_ok(p[i], sz[i], (unsigned)i * 7 + 1) || !lg_tail_ok(p[i], us[i]))
+            if (!lg_ok(p[i], sz[i], (unsigned)i * 7 + 1) || !lg_tail_ok(p[i], us[i], sz[i]))
                 vt_fail("remap: a fresh block of %zu bytes lost its stamp: another block overlaps it", sz[i]);
             free(p[i]);
             p[i] = NULL;
@@ -182,7 +185,7 @@ static void *remap_churner(void *arg)
     }
     for (int i = 0; i < N; i++)
         if (p[i]) {
-            if (!lg_ok(p[i], sz[i], (unsigned)i * 7 + 1) || !lg_tail_ok(p[i], us[i]))
+            if (!lg_ok(p[i], sz[i], (unsigned)i * 7 + 1) || !lg_tail_ok(p[i], us[i], sz[i]))
                 vt_fail("remap: a fresh block lost its stamp");
             free(p[i]);
         }

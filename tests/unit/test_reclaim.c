@@ -39,6 +39,18 @@ static void run_in_thread(void *(*fn)(void *), void *arg)
 
 static hk_slab_t *slab_of(void *p) { return hk_slab_of(hk_ss_of(p), (uintptr_t)p); }
 
+/* A block of class cls as the debug library hands it out (with its
+ * canary and trailer, which free checks: CLASS_USABLE bytes are the
+ * program's), without the class lookup of malloc. */
+#define CLASS_USABLE(cls) (hk_class_size(cls) - HK_DEBUG_SLACK)
+static void *class_alloc(unsigned cls)
+{
+    void *p = hk_alloc_class(cls);
+    if (p)
+        hk_debug_canary_set(p, hk_class_size(cls), CLASS_USABLE(cls));
+    return p;
+}
+
 /* This thread fills one slab and starts a second: the first is parked
  * full. Returns it. */
 static hk_slab_t *fill_until_parked(void)
@@ -48,9 +60,9 @@ static hk_slab_t *fill_until_parked(void)
     blk = mmap(NULL, (size_t)nblk * sizeof *blk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ck_assert_ptr_ne(blk, MAP_FAILED);
     for (int i = 0; i < nblk; i++) {
-        blk[i] = hk_alloc_class(cls);
+        blk[i] = class_alloc(cls);
         ck_assert_ptr_nonnull(blk[i]);
-        memset(blk[i], 0x11, BLK);
+        memset(blk[i], 0x11, CLASS_USABLE(cls));
     }
     hk_slab_t *s = slab_of(blk[0]);
     ck_assert_msg(s->parked, "the first slab of the class is not parked after it filled");
@@ -185,7 +197,7 @@ static void *idle_owner(void *arg)
     nblk = IDLE_SLABS * PER_SLAB;
     blk = mmap(NULL, (size_t)nblk * sizeof *blk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     for (int i = 0; i < nblk; i++)
-        blk[i] = hk_alloc_class(cls);
+        blk[i] = class_alloc(cls);
     /* One block of each slab freed here: every slab is listed again. */
     for (int i = 0; i < nblk; i += PER_SLAB) {
         hk_small_free(blk[i]);
@@ -253,7 +265,7 @@ static void late_destructor(void *v)
         pthread_setspecific(late_key, (void *)(round + 1));
         return;
     }
-    void *p = hk_alloc_class(hk_size_to_class(48)); /* this thread's first */
+    void *p = class_alloc(hk_size_to_class(48)); /* this thread's first */
     hk_small_free(p);
 }
 

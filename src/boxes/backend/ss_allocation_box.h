@@ -42,10 +42,11 @@ enum {
 /* Per-slab metadata, in the superslab header. The first half is the
  * owner's; thread_free is shared with other threads (its own line). */
 typedef struct hk_slab {
-    hk_block_t *free;       /* owner: blocks ready to hand out (and those it freed) */
+    hk_block_t *free;       /* owner: blocks ready to hand out */
     uintptr_t carved_limit; /* address where uncarved space begins (0 while
                                unused): every block below it was carved */
-    int32_t used;           /* blocks handed out and not back on `free`, plus
+    int32_t used;           /* blocks handed out and not back (on `free` or
+                               `local_free`), plus
                                HK_USED_PARKED while parked off the class list */
     uint32_t div_magic;     /* hk_div_magic(block_size); 0 while unused, so
                                every free into an unused slab is refused */
@@ -61,6 +62,8 @@ typedef struct hk_slab {
     uint8_t index;          /* position in the superslab */
     uint8_t decommitted;    /* LEAN: unused and its pages given back */
     struct hk_slab *next, *prev; /* owner: class list */
+    hk_block_t *local_free; /* owner: blocks it freed since `free` was refilled
+                               (slab_box.h: hk_slab_take_local) */
     struct hk_slab *remote_next; /* link in the owner heap's notification stack */
     _Atomic uintptr_t thread_free; /* remote frees: list head | HK_TF_* state */
     uint32_t takes;         /* remote lists taken so far (by the lock holder) */
@@ -73,7 +76,7 @@ typedef struct hk_slab {
     uint8_t census_head;    /* it was its class's head then */
     uint8_t pad2[3];
     uint32_t idle_ms;       /* unused since (the purge delay; by its heap's lock holder) */
-    uint8_t pad3[64 - 8 - 8 - 8 - 8 - 4 - 4];
+    uint8_t pad3[64 - 8 - 8 - 8 - 8 - 4 - 4 - 8]; /* (remote_next, 8, is on this line) */
 } hk_slab_t;
 
 typedef enum {

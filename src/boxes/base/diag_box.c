@@ -216,23 +216,6 @@ void hk_warn(const char *text)
     hk_msg_flush(&m);
 }
 
-void hk_report_misuse(const char *what, const void *ptr, const char *why)
-{
-    hk_msg_t m = {.len = 0};
-    hk_msg_str(&m, "hakmem: error: ");
-    hk_msg_str(&m, what);
-    hk_msg_str(&m, " of ");
-    hk_msg_hex(&m, (uintptr_t)ptr);
-    if (why) {
-        hk_msg_str(&m, " (");
-        hk_msg_str(&m, why);
-        hk_msg_str(&m, ")");
-    }
-    hk_msg_flush(&m);
-    if (config_debug)
-        abort();
-}
-
 void hk_fatal(const char *text)
 {
     hk_msg_t m = {.len = 0};

@@ -1,6 +1,6 @@
 /* diag_box: the library's only voice. Writes one-line messages to stderr
  * with write(2): no heap, no stdio, safe in any state of the allocator.
- * Owns: message formatting and the decision to abort on misuse.
+ * Owns: message formatting (a misuse's line and its abort: misuse_box).
  * Must not: allocate, lock, or call anything that might. */
 #ifndef HAKMEM_DIAG_BOX_H
 #define HAKMEM_DIAG_BOX_H
@@ -55,9 +55,8 @@ size_t hk_out_flush(hk_out_t *o);
 
 /* "hakmem: warning: <text>" */
 void hk_warn(const char *text);
-/* Heap misuse: "hakmem: error: <what> <ptr> (<why>)". The debug build then
- * aborts; the others carry on without touching the block. */
-void hk_report_misuse(const char *what, const void *ptr, const char *why);
+/* Heap misuse is reported by misuse_box (hk_report_misuse), which decides
+ * whether to abort after the line (abort_on_error). */
 /* Unrecoverable: "hakmem: error: <text>", then abort(). */
 __attribute__((noreturn)) void hk_fatal(const char *text);
 

@@ -82,6 +82,14 @@ static hk_opt_desc_t g_opts[HK_OPT_COUNT] = {
                             "where the cgroup tree is mounted (default /sys/fs/cgroup; a fake tree in tests)"},
     [HK_OPT_SYSFS_ROOT] = {"HAKMEM_SYSFS_ROOT", "sysfs_root", NULL, HK_KIND_STR, 0, 0, 0, 1, NULL, HK_IN_ALL,
                            "where sysfs is mounted, for the THP mode (default /sys; a fake tree in tests)"},
+    /* The default is the build's: on in the debug library (hk_env_init). */
+    [HK_OPT_ABORT_ON_ERROR] = {"HAKMEM_ABORT_ON_ERROR", "abort_on_error", NULL, HK_KIND_BOOL, 0, 0, 1, 1, NULL,
+                               HK_IN_ALL, "abort after the one-line report of a misuse of the heap (double or "
+                               "invalid free, overflow, ...) instead of ignoring the call"},
+    [HK_OPT_GUARD_SAMPLE] = {"HAKMEM_GUARD_SAMPLE", "guard_sample", NULL, HK_KIND_SIZE, 0, 0, (int64_t)1 << 40, 1, NULL,
+                             HK_IN_ALL, "guarded sampling: on average one block of up to 8 KiB every this many "
+                             "bytes allocated gets pages of its own between inaccessible ones (1: every "
+                             "block; 0 off)"},
     [HK_OPT_PROF] = {"HAKMEM_PROF", "prof", NULL, HK_KIND_BOOL, 0, 0, 1, 1, NULL, HK_IN_ALL,
                      "the sampled heap profiler: profiles that jeprof reads"},
     [HK_OPT_PROF_SAMPLE] = {"HAKMEM_PROF_SAMPLE", "prof_sample", NULL, HK_KIND_SIZE, 512 * 1024, 1, (int64_t)1 << 40, 1,
@@ -664,6 +672,7 @@ void hk_env_init(void)
     /* Build-dependent defaults. */
     g_opts[HK_OPT_SS_MEM_LEAN].def = config_lean && config_lean_default_on;
     g_opts[HK_OPT_LEAN_DECOMMIT].def = config_default_decommit;
+    g_opts[HK_OPT_ABORT_ON_ERROR].def = config_debug;
     for (int i = 0; i < HK_OPT_COUNT; i++) {
         g_values[i] = g_opts[i].def;
         g_bytes[i] = g_opts[i].def * g_opts[i].unit;

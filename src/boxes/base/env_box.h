@@ -45,6 +45,8 @@ typedef enum {
     HK_OPT_BACKGROUND,       /* HAKMEM_BACKGROUND: a thread applies the delay */
     HK_OPT_CGROUP_ROOT,      /* HAKMEM_CGROUP_ROOT: where the cgroup tree is mounted */
     HK_OPT_SYSFS_ROOT,       /* HAKMEM_SYSFS_ROOT: where sysfs is mounted (the THP mode) */
+    HK_OPT_ABORT_ON_ERROR,   /* HAKMEM_ABORT_ON_ERROR: abort after a misuse's line */
+    HK_OPT_GUARD_SAMPLE,     /* HAKMEM_GUARD_SAMPLE: mean bytes between two guarded blocks (0 off) */
     HK_OPT_PROF,             /* HAKMEM_PROF: the sampled heap profiler */
     HK_OPT_PROF_SAMPLE,      /* HAKMEM_PROF_SAMPLE: mean bytes allocated between samples */
     HK_OPT_PROF_FINAL,       /* HAKMEM_PROF_FINAL: a profile at exit */

@@ -77,7 +77,9 @@ void hk_stats_glibc(const struct hakmem_stats *s, hk_glibc_figures_t *g)
     X(slabs, slabs_in_use, 0)                       \
     X(heaps_live, heaps_live, 0)                    \
     X(prof_bytes, prof_bytes, 1)                    \
-    X(prof_samples, prof_samples, 0)
+    X(prof_samples, prof_samples, 0)                \
+    X(guard_samples, guard_samples, 0)              \
+    X(guard_skipped, guard_skipped, 0)
 
 static void human_line(hk_out_t *o, const char *name, uint64_t v, int bytes)
 {

@@ -3,6 +3,7 @@
 #include "hakmem_internal.h"
 #include "front/api_box.h"
 #include "base/diag_box.h"
+#include "base/misuse_box.h"
 #include "hakmem.h"
 #include "backend/ss_allocation_box.h"
 #include "base/superslab_stats.h"
@@ -11,6 +12,7 @@
 #include "backend/ss_release_policy_box.h"
 #include "front/background_box.h"
 #include "heap/census_box.h"
+#include "front/guard_box.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -18,17 +20,32 @@
 
 void *hk_debug_small_alloc(size_t size, size_t align)
 {
-    /* Room for at least 8 canary bytes and the stored size. */
-    if (size > HK_SMALL_MAX - 16)
-        return size <= HK_SMALL_MAX && !align ? hk_alloc_class(hk_size_to_class(size))
-                                              : hk_large_alloc(size ? size : 1, align, false);
-    int cls = align > 16 ? hk_class_for_aligned(size + 16, align) : (int)hk_size_to_class(size + 16);
-    if (cls < 0)
-        return hk_large_alloc(size ? size : 1, align, false);
-    void *p = hk_alloc_class((unsigned)cls);
+    /* Room for the canary (one byte at least) and the trailer: the class
+     * of size + HK_DEBUG_SLACK, or a large block with them at its end. */
+    if (size > HK_MAX_REQUEST)
+        return hk_large_alloc(size, align, false); /* ENOMEM */
+    size_t total = size + HK_DEBUG_SLACK;
+    int cls = total > HK_SMALL_MAX ? -1
+              : align > 16         ? hk_class_for_aligned(total, align)
+                                   : (int)hk_size_to_class(total);
+    if (cls >= 0) {
+        void *p = hk_alloc_class((unsigned)cls);
+        if (p)
+            hk_debug_canary_set(p, hk_class_size((unsigned)cls), size);
+        return p;
+    }
+    void *p = hk_large_alloc(total, align, false);
     if (p)
-        hk_debug_canary_set(p, hk_class_size((unsigned)cls), size);
+        hk_debug_canary_set(p, hk_large_usable(p), size);
     return p;
+}
+
+/* The debug library: a large block's requested size, its canary checked
+ * (a profiler's sample has none). */
+static size_t debug_large_check(void *p, bool sampled)
+{
+    size_t u = hk_large_usable(p);
+    return u && !sampled ? hk_debug_canary_check_large(p, u) : u;
 }
 
 void *hk_malloc_slow(size_t size)
@@ -48,9 +65,16 @@ void hk_free_other(void *p, unsigned kind)
         hk_prof_free_pooled(p);
         return;
     }
+    if (kind == HK_REG_GUARDED) {
+        hk_guard_free(p);
+        return;
+    }
     /* A large block may be a sample: its record goes before the block, so
      * that no other thread's sample at the same address can be taken for
      * it. */
+    bool sampled = kind == HK_REG_LARGE && hk_prof_may_own() && hk_prof_is_sampled(p);
+    if (config_debug && kind == HK_REG_LARGE)
+        debug_large_check(p, sampled);
     if (kind == HK_REG_LARGE && hk_prof_may_own())
         hk_prof_forget(p);
     /* Not in a range of ours: a large block freed a while ago whose range
@@ -75,8 +99,15 @@ size_t hk_usable_other(void *p, unsigned kind)
 {
     if (!p)
         return 0;
+    if (kind == HK_REG_GUARDED) {
+        size_t s = hk_guard_usable(p);
+        if (s)
+            return s;
+    }
     if (kind == HK_REG_LARGE || kind == HK_REG_SAMPLED) {
-        size_t s = kind == HK_REG_LARGE ? hk_large_usable(p) : hk_prof_usable_pooled(p);
+        size_t s = kind == HK_REG_SAMPLED ? hk_prof_usable_pooled(p)
+                   : config_debug        ? debug_large_check(p, hk_prof_may_own() && hk_prof_is_sampled(p))
+                                         : hk_large_usable(p);
         if (s)
             return s;
     }
@@ -88,6 +119,13 @@ size_t hk_usable_other(void *p, unsigned kind)
 
 void *hk_calloc_slow(size_t total)
 {
+    if (config_debug) {
+        /* With a canary, like every block of the debug library. */
+        void *p = hk_debug_small_alloc(total, 0);
+        if (p)
+            memset(p, 0, total);
+        return p;
+    }
     /* Fresh large mappings are already zero: large_box clears only reused ones. */
     return hk_large_alloc(total, 0, true);
 }
@@ -168,10 +206,13 @@ void *hk_realloc_impl(void *p, size_t size, const void *sample)
          * out again at every step), by mremap, or the block's size. But a
          * sample, or a sampled block, moves: for the profiler a realloc is
          * a new allocation, each sampled by its own size. */
-        bool moves = sample || (hk_prof_may_own() && hk_prof_is_sampled(p));
+        bool sampled = hk_prof_may_own() && hk_prof_is_sampled(p);
+        /* The debug library's blocks move too: each new block gets its
+         * canary, after the old one's was checked. */
+        bool moves = sample || sampled || config_debug;
         void *q = moves ? NULL : hk_large_realloc(p, size, &old);
         if (moves)
-            old = hk_large_usable(p);
+            old = config_debug ? debug_large_check(p, sampled) : hk_large_usable(p);
         if (q) {
             if (q != p)
                 hk_idle_tick(); /* p was freed: the purge delay, as at a free */
@@ -181,6 +222,14 @@ void *hk_realloc_impl(void *p, size_t size, const void *sample)
             if (!hk_large_was_freed(p))
                 goto foreign;
             hk_report_misuse("realloc after free", p, "large block is already free");
+            errno = ENOMEM;
+            return NULL;
+        }
+    } else if (kind == HK_REG_GUARDED) {
+        /* A guarded block moves to an ordinary one. */
+        old = hk_guard_usable(p);
+        if (!old) {
+            hk_guard_free(p); /* names the misuse, touches nothing */
             errno = ENOMEM;
             return NULL;
         }
@@ -207,7 +256,7 @@ void *hk_realloc_impl(void *p, size_t size, const void *sample)
     /* A block that grows into a mapping of its own is placed where it can
      * grow further in place. */
     void *q = sample                               ? hk_prof_alloc(size, 0, false, sample)
-              : want > HK_SMALL_MAX && want > old ? hk_large_alloc_growing(want)
+              : want > HK_SMALL_MAX && want > old && !config_debug ? hk_large_alloc_growing(want)
                                                   : hk_malloc_untracked(want);
     if (!q && want != size)
         q = hk_malloc_untracked(size);
@@ -234,10 +283,19 @@ foreign:
  * point jumped here, else the entry point's (prof_box skips the library's
  * own frames after it). */
 
+/* The profiler is off (hk_prof_sample_now answered no and left the
+ * countdown off): guarded sampling, if on, sets it again, and says whether
+ * this allocation is guarded. Every *_ticked path asks, so that the
+ * countdown never stays off while guarded sampling is on. */
 HK_NOINLINE void *hk_malloc_ticked(size_t size)
 {
     if (hk_prof_sample_now(size))
         return hk_prof_alloc(size, 0, false, __builtin_return_address(0));
+    if (hk_guard_sample_now(size)) {
+        void *p = hk_guard_alloc(size, false, __builtin_return_address(0));
+        if (p)
+            return p;
+    }
     return hk_malloc_untracked(size);
 }
 
@@ -245,6 +303,11 @@ HK_NOINLINE void *hk_calloc_ticked(size_t total)
 {
     if (hk_prof_sample_now(total))
         return hk_prof_alloc(total, 0, true, __builtin_return_address(0));
+    if (hk_guard_sample_now(total)) {
+        void *p = hk_guard_alloc(total, true, __builtin_return_address(0));
+        if (p)
+            return p;
+    }
     return hk_calloc_untracked(total);
 }
 
@@ -256,12 +319,16 @@ HK_NOINLINE void *hk_aligned_ticked(size_t align, size_t size)
     }
     if (hk_prof_sample_now(size))
         return hk_prof_alloc(size, align, false, __builtin_return_address(0));
+    hk_guard_sample_now(size); /* (aligned blocks are not guarded) */
     return hk_alloc_aligned(align, size, false);
 }
 
 HK_NOINLINE void *hk_realloc_ticked(void *p, size_t size)
 {
-    return hk_realloc_impl(p, size, hk_prof_sample_now(size) ? __builtin_return_address(0) : NULL);
+    if (hk_prof_sample_now(size))
+        return hk_realloc_impl(p, size, __builtin_return_address(0));
+    hk_guard_sample_now(size); /* (realloc's blocks are not guarded) */
+    return hk_realloc_impl(p, size, NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -312,6 +379,8 @@ HK_API int hakmem_owns(const void *p)
         return hk_large_usable(p) != 0;
     if (kind == HK_REG_SAMPLED)
         return hk_prof_owns_pooled(p);
+    if (kind == HK_REG_GUARDED)
+        return hk_guard_usable(p) != 0;
     return 0;
 }
 
@@ -340,6 +409,7 @@ void hk_stats_view(hk_stats_view_t *v)
     /* The profiler's pooled samples are blocks in use too, a page each. */
     uint64_t pooled;
     hk_prof_stats(&s->prof_bytes, &s->prof_samples, &pooled);
+    hk_guard_stats(&s->guard_samples, &s->guard_skipped);
     s->bytes_allocated += pooled;
     s->bytes_active += pooled;
     for (unsigned k = 0; k < HK_NUM_CLASSES; k++) {

@@ -3,6 +3,7 @@
 #include "front/prof_box.h"
 #include "backend/large_box.h"
 #include "base/diag_box.h"
+#include "base/misuse_box.h"
 #include "base/env_box.h"
 #include "base/heap_profile_box.h"
 #include "base/stack_box.h"

@@ -30,6 +30,8 @@ int box_ss_hot_prewarm_all(void)
         void *p = hk_small_alloc(cls, hk_thread_start);
         if (!p)
             break;
+        if (config_debug) /* a block of the debug library, as any */
+            hk_debug_canary_set(p, hk_class_size(cls), 0);
         hk_small_free(p);
         done++;
     }

@@ -3,6 +3,7 @@
 #include "front/thread_box.h"
 #include "front/background_box.h"
 #include "front/prof_box.h"
+#include "front/guard_box.h"
 #include "base/diag_box.h"
 #include "base/env_box.h"
 #include "heap/heap_box.h"
@@ -45,11 +46,13 @@ static void fork_prepare(void)
     superslab_fork_prepare();
     hk_large_fork_prepare();
     hk_prof_fork_prepare();
+    hk_guard_fork_prepare();
 }
 
 static void fork_parent(void)
 {
     hk_prof_fork_parent();
+    hk_guard_fork_parent();
     hk_large_fork_parent();
     superslab_fork_parent();
     hk_heap_fork_parent();
@@ -59,6 +62,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     hk_prof_fork_child();
+    hk_guard_fork_child();
     hk_large_fork_child();
     superslab_fork_child();
     hk_heap_fork_child();
@@ -162,6 +166,7 @@ int hk_global_init(void)
             atomic_store_explicit(&g_init_state, 0, memory_order_release);
             return -1;
         }
+        hk_guard_init(); /* its pool is marked in the registry */
         atomic_store_explicit(&g_init_state, 2, memory_order_release);
         return 0;
     }

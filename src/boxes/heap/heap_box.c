@@ -124,6 +124,11 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
                 return NULL;
         }
         hk_superslab_t *ss = hk_ss_of(s);
+        if (!s->free) {
+            hk_block_t *b = hk_slab_refill_local(s);
+            if (b)
+                return hk_slab_pop(s, b);
+        }
         if (!s->free && !hk_slab_take_remote(s) && s->reserved < s->capacity) {
             /* Before carving fresh blocks (and touching a fresh page),
              * a slab further down the list that has free blocks takes
@@ -132,9 +137,9 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
              * class was carved whole, and a steady program's pages would
              * creep up to that. */
             hk_slab_t *w = s->next;
-            for (int n = 0; w && !w->free && n < HK_FREE_SEARCH; n++)
+            for (int n = 0; w && !hk_slab_has_free(w) && n < HK_FREE_SEARCH; n++)
                 w = w->next;
-            if (w && w->free) {
+            if (w && (w->free || hk_slab_take_local(w))) {
                 hk_class_remove(heap, w);
                 hk_class_push_front(heap, w);
                 return hk_slab_pop(w, w->free);
@@ -153,6 +158,10 @@ static void *heap_alloc_locked(hk_heap_t *heap, unsigned cls)
             rotated = true;
             continue;
         }
+        /* A lone block freed into it (maybe the one just freed: so only
+         * once every other slab of the class had its turn). */
+        if (hk_slab_take_local(s))
+            return hk_slab_pop(s, s->free);
         if (!hk_reclaim_park(heap, s))
             continue; /* remote frees arrived: refill from them */
     }
@@ -199,7 +208,7 @@ HK_INLINE void *heap_alloc_rotate_locked(hk_heap_t *heap, unsigned cls)
 {
     hk_slab_t *head = heap->cur[cls];
     hk_slab_t *next = head->next; /* NULL for g_hk_slab_empty */
-    if (HK_LIKELY(next && next->free)) {
+    if (HK_LIKELY(next && (next->free || hk_slab_take_local(next)))) {
         hk_class_head_to_tail(heap, head);
         void *p = hk_slab_pop(next, next->free);
         hk_heap_unlock(heap);
@@ -232,6 +241,14 @@ void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls, hk_thread_start_t start)
         HK_LIKELY(!atomic_exchange_explicit(&heap->lock, 1, memory_order_acquire)))
         return heap_alloc_rotate_locked(heap, cls);
     return heap_alloc_slow_wait(heap, cls, start);
+}
+
+HK_NOINLINE void *hk_heap_alloc_refill(hk_heap_t *heap, hk_slab_t *slab, unsigned cls, hk_thread_start_t start)
+{
+    hk_block_t *b = hk_slab_refill_local(slab);
+    if (HK_LIKELY(b != NULL))
+        return hk_slab_pop(slab, b);
+    return hk_heap_alloc_slow(heap, cls, start);
 }
 
 void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab, hk_block_t *b)

@@ -35,6 +35,11 @@ typedef hk_heap_t *(*hk_thread_start_t)(void);
  * caches were given back and the allocation tried again). */
 void *hk_heap_alloc_slow(hk_heap_t *heap, unsigned cls, hk_thread_start_t start);
 void hk_heap_free_slow_local(hk_heap_t *heap, hk_slab_t *slab, hk_block_t *b);
+/* A malloc whose class head (slab) ran dry: the blocks freed into it since
+ * (slab_box.h: hk_slab_refill_local), else hk_heap_alloc_slow. Apart from
+ * the slow path, with no register to save: it runs once per batch of
+ * blocks freed into the head. */
+void *hk_heap_alloc_refill(hk_heap_t *heap, hk_slab_t *slab, unsigned cls, hk_thread_start_t start);
 
 /* Allocate a block of class `cls`. NULL + ENOMEM when memory runs out.
  * `start`: the caller's thread start (a constant at every call). */
@@ -44,7 +49,7 @@ HK_INLINE void *hk_small_alloc(unsigned cls, hk_thread_start_t start)
     hk_slab_t *slab = heap->cur[cls];
     hk_block_t *b = slab->free;
     if (HK_UNLIKELY(!b))
-        return hk_heap_alloc_slow(heap, cls, start);
+        return hk_heap_alloc_refill(heap, slab, cls, start);
     return hk_slab_pop(slab, b);
 }
 
@@ -58,7 +63,7 @@ HK_INLINE void *hk_small_alloc_direct(size_t size, hk_thread_start_t start)
     hk_slab_t *slab = heap->by_size[i];
     hk_block_t *b = slab->free;
     if (HK_UNLIKELY(!b))
-        return hk_heap_alloc_slow(heap, g_hk_class_direct[i], start);
+        return hk_heap_alloc_refill(heap, slab, g_hk_class_direct[i], start);
     return hk_slab_pop(slab, b);
 }
 
@@ -94,12 +99,13 @@ HK_INLINE void hk_small_free(void *p)
             hk_heap_free_slow_local(heap, slab, b);
             return;
         }
-        /* Straight back onto the allocation list: the next malloc of this
-         * class reuses the block while it is still in cache. (used is
-         * stored as an atomic, a plain move: a helper may read it while it
-         * looks for slabs with every block free.) */
-        b->link = hk_link_encode(b, tag, slab->free);
-        slab->free = b;
+        /* Onto the slab's local list, not the allocation list: the next
+         * malloc of this class does not hand the block straight back
+         * (slab_box.h: hk_slab_take_local). (used is stored as an atomic,
+         * a plain move: a helper may read it while it looks for slabs with
+         * every block free.) */
+        b->link = hk_link_encode(b, tag, slab->local_free);
+        slab->local_free = b;
         hk_slab_used_set(slab, used - 1);
         return;
     }

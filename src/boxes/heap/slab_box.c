@@ -2,6 +2,7 @@
 #include "hakmem_internal.h"
 #include "heap/slab_box.h"
 #include "base/diag_box.h"
+#include "base/misuse_box.h"
 #include "backend/large_box.h"
 #include "backend/ss_release_policy_box.h"
 #include "base/superslab_stats.h"
@@ -33,6 +34,7 @@ void hk_slab_format(hk_superslab_t *ss, hk_slab_t *s, unsigned cls)
     }
     ss->touched_mask |= 1u << s->index;
     s->free = NULL;
+    s->local_free = NULL;
     hk_slab_used_set(s, 0);
     s->parked = 0;
     s->block_size = bs;
@@ -138,6 +140,7 @@ void hk_slab_clear(hk_slab_t *s)
     s->reserved = 0;
     __atomic_store_n(&s->carved_limit, 0, __ATOMIC_RELAXED);
     s->free = NULL;
+    s->local_free = NULL;
     s->parked = 0;
     hk_slab_used_set(s, 0);
     s->census_epoch = 0; /* a mark is about the slab as it was */

@@ -99,13 +99,71 @@ HK_INLINE bool hk_slab_all_free(int32_t out, uintptr_t tf) { return (uint32_t)ou
  * from (never parked: no helper touches it). */
 HK_INLINE void *hk_slab_pop(hk_slab_t *slab, hk_block_t *b)
 {
-    slab->free = hk_link_next(b, hk_block_secret(b));
+    /* hk_link_next, where the end of the list (its unlikely branch) hands
+     * over local_free (see below): so the lists meet at no cost
+     * to the common pop, and the block popped now, not one freed before,
+     * is the one that empties `free`; whatever is freed after it goes onto
+     * the emptied local_free. */
+    uintptr_t t = hk_block_secret(b);
+    uintptr_t d = b->link ^ t;
+    if (HK_UNLIKELY(d >= HK_SLAB_SIZE || b->tag != t)) {
+        if ((d ^ (uintptr_t)b) != 0 || b->tag != t)
+            hk_free_list_corrupt(b, d ^ (uintptr_t)b);
+        slab->free = slab->local_free;
+        slab->local_free = NULL;
+    } else {
+        slab->free = (hk_block_t *)(d ^ (uintptr_t)b);
+    }
     slab->used++;
     b->tag = 0; /* a live block never carries the free tag */
     if (config_debug)
         hk_debug_junk_check(b, slab->block_size);
     return b;
 }
+
+/* No immediate reuse: the blocks a slab's owner frees wait on local_free,
+ * not on `free`, so the block just freed is never the next one malloc
+ * hands out, and a dangling pointer does not alias the very next object of
+ * its size. Free's fast path costs the same (another field of the same
+ * line); the lists meet where `free` runs out: in the pop that takes its
+ * last block (hk_slab_pop), or, if `free` was empty already, here. */
+
+/* A slab that is not its class's head (or the head as a last resort):
+ * local_free becomes the allocation list, if `free` is empty and it holds
+ * a block. The block freed last is not handed out next by the head, so
+ * order does not matter here. */
+HK_INLINE bool hk_slab_take_local(hk_slab_t *s)
+{
+    if (s->free || !s->local_free)
+        return false;
+    s->free = s->local_free;
+    s->local_free = NULL;
+    return true;
+}
+
+/* The head of its class whose `free` is empty: local_free (two blocks or
+ * more) becomes the allocation list, all but its first block, the one
+ * freed last, which stays behind on local_free alone, so that the block
+ * just freed is not the next one out. Returns the block to pop (its link
+ * is checked by the pop), or NULL. The caller owns the slab, as for
+ * hk_slab_pop (the stand-ins' heads are the empty slab, whose lists stay
+ * empty). */
+HK_INLINE hk_block_t *hk_slab_refill_local(hk_slab_t *s)
+{
+    hk_block_t *l = s->local_free;
+    if (!l)
+        return NULL;
+    uintptr_t tl = hk_block_secret(l);
+    hk_block_t *n = hk_link_next(l, tl);
+    if (n) {
+        l->link = hk_link_encode(l, tl, NULL);
+        s->local_free = l;
+    }
+    return n;
+}
+
+/* Does the slab hold blocks its owner can hand out without carving? */
+HK_INLINE bool hk_slab_has_free(const hk_slab_t *s) { return s->free || s->local_free; }
 
 /* Is p the start of a carved block of this slab? One multiply: see
  * hk_div_magic(). Unused slabs have div_magic 0 and always fail. */

@@ -64,6 +64,14 @@ void *hk_os_map(size_t size)
     return p;
 }
 
+int hk_os_protect(void *p, size_t size, bool accessible)
+{
+    int saved = errno;
+    int r = mprotect(p, size, accessible ? PROT_READ | PROT_WRITE : PROT_NONE);
+    errno = saved;
+    return r == 0 ? 0 : -1;
+}
+
 void *hk_os_reserve(size_t size)
 {
     int saved = errno;

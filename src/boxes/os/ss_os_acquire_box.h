@@ -1,5 +1,5 @@
 /* ss_os_acquire_box (os box): the only code that talks to the kernel about
- * memory (mmap, munmap, mremap, madvise); the only file that includes
+ * memory (mmap, munmap, mremap, madvise, mprotect); the only file that includes
  * <sys/mman.h>.
  *
  * Contract, for every function: sizes are non-zero multiples of the page
@@ -37,6 +37,11 @@ int hk_os_reset(void *p, size_t size);
 /* Make a range resident now (one call instead of a page fault per page),
  * so the first touches of a prewarmed range cost nothing. Best effort. */
 void hk_os_populate(void *p, size_t size);
+
+/* Make [p, p+size), part of a mapping of ours, accessible (read-write)
+ * or not (PROT_NONE: any access faults): the guarded pool's pages
+ * (front/guard_box). 0, or -1 (the protection is unchanged). Saves errno. */
+int hk_os_protect(void *p, size_t size, bool accessible);
 
 /* Advice kinds for hk_os_madvise_raw. */
 typedef enum {

@@ -14,7 +14,8 @@
 
 /* SAMPLED: a chunk of the heap profiler's sampled small blocks
  * (front/prof_box). */
-enum { HK_REG_NONE = 0, HK_REG_SUPERSLAB = 1, HK_REG_LARGE = 2, HK_REG_SAMPLED = 3 };
+/* GUARDED: the pool of guarded sampling (front/guard_box). */
+enum { HK_REG_NONE = 0, HK_REG_SUPERSLAB = 1, HK_REG_LARGE = 2, HK_REG_SAMPLED = 3, HK_REG_GUARDED = 4 };
 
 #define HK_REG_ENTRIES ((size_t)1 << (47 - HK_SS_SHIFT))
 

@@ -11,20 +11,41 @@
 #include "backend/ss_release_policy_box.h"
 #include "front/background_box.h"
 #include "heap/census_box.h"
+#include "backend/medium_box.h"
 
 #include <fcntl.h>
 #include <limits.h>
 #include <unistd.h>
 
+/* A block above HK_SMALL_MAX (or one no size class can align): a medium
+ * block up to HK_MEDIUM_MAX where page alignment is enough (medium blocks
+ * are page-aligned), else a mapping of its own. NULL + ENOMEM. */
+static void *big_alloc(size_t size, size_t align, bool zero)
+{
+    if (size > HK_MEDIUM_MAX || align > HK_PAGE_SIZE)
+        return hk_large_alloc(size ? size : 1, align, zero);
+    /* The registry must exist (a first allocation may be this one). */
+    if (HK_UNLIKELY(!g_hk_reg_limit) && hk_global_init() != 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t s = size > HK_SMALL_MAX ? size : HK_SMALL_MAX + 1;
+    void *p = hk_medium_alloc(s, zero);
+    if (HK_UNLIKELY(!p) && hk_release_cached() > 0)
+        p = hk_medium_alloc(s, zero); /* cached ranges held address space (RLIMIT_AS) */
+    if (!p)
+        errno = ENOMEM;
+    return p;
+}
+
 void *hk_debug_small_alloc(size_t size, size_t align)
 {
     /* Room for at least 8 canary bytes and the stored size. */
     if (size > HK_SMALL_MAX - 16)
-        return size <= HK_SMALL_MAX && !align ? hk_alloc_class(hk_size_to_class(size))
-                                              : hk_large_alloc(size ? size : 1, align, false);
+        return size <= HK_SMALL_MAX && !align ? hk_alloc_class(hk_size_to_class(size)) : big_alloc(size, align, false);
     int cls = align > 16 ? hk_class_for_aligned(size + 16, align) : (int)hk_size_to_class(size + 16);
     if (cls < 0)
-        return hk_large_alloc(size ? size : 1, align, false);
+        return big_alloc(size, align, false);
     void *p = hk_alloc_class((unsigned)cls);
     if (p)
         hk_debug_canary_set(p, hk_class_size((unsigned)cls), size);
@@ -37,16 +58,35 @@ void *hk_malloc_slow(size_t size)
         return hk_debug_small_alloc(size, 0);
     if (size <= HK_SMALL_MAX)
         return hk_alloc_class(hk_size_to_class(size));
-    return hk_large_alloc(size, 0, false);
+    return big_alloc(size, 0, false);
 }
+
+/* Medium frees between two purge ticks (a clock read each). */
+#define HK_MEDIUM_TICK_EVERY 64
+static __thread uint32_t hk_tls_medium_frees;
 
 void hk_free_other(void *p, unsigned kind)
 {
     if (!p)
         return;
-    /* Not in a range of ours: a large block freed a while ago whose range
-     * went back to the OS (trim, the purge delay, eviction) is still
-     * named a double free. */
+    if (kind == HK_REG_MEDIUM) {
+        int m = hk_medium_free(p);
+        if (HK_LIKELY(m == HK_MEDIUM_FREED)) {
+            if (HK_UNLIKELY(++hk_tls_medium_frees % HK_MEDIUM_TICK_EVERY == 0))
+                hk_idle_tick();
+            return;
+        }
+        int saved = errno;
+        if (m == HK_MEDIUM_ALREADY_FREE)
+            hk_report_misuse("double free", p, "block is already free");
+        else
+            hk_report_misuse("invalid free", p, "not the start of a block hakmem handed out");
+        errno = saved;
+        return;
+    }
+    /* Not in a range of ours: a large or medium block freed a while ago
+     * whose range went back to the OS (trim, the purge delay, eviction) is
+     * still named a double free. */
     int r = kind == HK_REG_LARGE      ? hk_large_free(p)
             : hk_large_recently_freed(p) ? HK_LARGE_ALREADY_FREE
                                          : HK_LARGE_NOT_OURS;
@@ -56,7 +96,7 @@ void hk_free_other(void *p, unsigned kind)
     }
     int saved = errno;
     if (r == HK_LARGE_ALREADY_FREE)
-        hk_report_misuse("double free", p, "large block is already free");
+        hk_report_misuse("double free", p, kind == HK_REG_LARGE ? "large block is already free" : "block is already free");
     else
         hk_report_misuse("invalid free", p, "not a block hakmem handed out");
     errno = saved;
@@ -66,8 +106,8 @@ size_t hk_usable_other(void *p, unsigned kind)
 {
     if (!p)
         return 0;
-    if (kind == HK_REG_LARGE) {
-        size_t s = hk_large_usable(p);
+    if (kind == HK_REG_LARGE || kind == HK_REG_MEDIUM) {
+        size_t s = kind == HK_REG_MEDIUM ? hk_medium_usable(p) : hk_large_usable(p);
         if (s)
             return s;
     }
@@ -79,8 +119,9 @@ size_t hk_usable_other(void *p, unsigned kind)
 
 void *hk_calloc_slow(size_t total)
 {
-    /* Fresh large mappings are already zero: large_box clears only reused ones. */
-    return hk_large_alloc(total, 0, true);
+    /* Fresh pages are already zero: the medium and large boxes clear only
+     * reused ones. */
+    return big_alloc(total, 0, true);
 }
 
 void *hk_alloc_aligned(size_t align, size_t size, bool zero)
@@ -112,7 +153,7 @@ void *hk_alloc_aligned(size_t align, size_t size, bool zero)
             return p;
         }
     }
-    return hk_large_alloc(size ? size : 1, align, zero);
+    return big_alloc(size, align, zero);
 }
 
 void *hk_realloc_impl(void *p, size_t size)
@@ -149,6 +190,27 @@ void *hk_realloc_impl(void *p, size_t size)
         /* Stay in place if it fits and would not waste more than half. */
         if (size <= old && (size > old / 2 || old <= 16))
             return p;
+    } else if (kind == HK_REG_MEDIUM) {
+        old = hk_medium_usable(p);
+        if (!old) {
+            if (hk_medium_was_freed(p))
+                hk_report_misuse("realloc after free", p, "block is already free");
+            else
+                hk_report_misuse("invalid realloc", p, "not a block hakmem handed out");
+            errno = ENOMEM;
+            return NULL;
+        }
+        if (size <= old && size > old / 2)
+            return p;
+        /* In place where the pages behind are free (growing: a quarter
+         * more, as below), or giving its tail pages back to the region. */
+        if (size > HK_SMALL_MAX && size <= HK_MEDIUM_MAX) {
+            size_t roomy = size > old && old + old / 4 > size ? old + old / 4 : size;
+            if (roomy > HK_MEDIUM_MAX)
+                roomy = HK_MEDIUM_MAX;
+            if (hk_medium_resize(p, roomy) || (roomy != size && hk_medium_resize(p, size)))
+                return p;
+        }
     } else if (kind == HK_REG_LARGE) {
         /* One lookup: in place (also a size a class could serve, if the
          * mapping fits it without wasting half: a buffer that crossed into
@@ -179,7 +241,7 @@ void *hk_realloc_impl(void *p, size_t size)
         want = old + old / 4;
     /* A block that grows into a mapping of its own is placed where it can
      * grow further in place. */
-    void *q = want > HK_SMALL_MAX && want > old ? hk_large_alloc_growing(want) : hk_api_malloc(want);
+    void *q = want > HK_MEDIUM_MAX && want > old ? hk_large_alloc_growing(want) : hk_api_malloc(want);
     if (!q && want != size)
         q = hk_api_malloc(size);
     if (!q)
@@ -192,7 +254,7 @@ foreign:
     /* Its size is unknown (the memory is never read): nothing can be
      * copied. The block is left as it is. */
     if (hk_large_recently_freed(p))
-        hk_report_misuse("realloc after free", p, "large block is already free");
+        hk_report_misuse("realloc after free", p, "block is already free"); /* large or medium */
     else
         hk_report_misuse("invalid realloc", p, "not a block hakmem handed out");
     errno = ENOMEM;
@@ -229,7 +291,8 @@ HK_API int hakmem_malloc_trim(size_t pad)
 {
     /* The debug library proves around it that nothing was stranded. */
     bool census = config_debug && hk_census_begin();
-    size_t released = hk_large_trim();
+    size_t released = hk_medium_trim();
+    released += hk_large_trim();
     released += hk_heap_trim_all();
     released += superslab_trim();
     if (census)
@@ -245,6 +308,8 @@ HK_API int hakmem_owns(const void *p)
         return hk_small_is_block(p); /* not the usable size: malloc(0)'s is 0 in the debug build */
     if (kind == HK_REG_LARGE)
         return hk_large_usable(p) != 0;
+    if (kind == HK_REG_MEDIUM)
+        return hk_medium_usable(p) != 0;
     return 0;
 }
 
@@ -258,14 +323,21 @@ void hk_stats_view(hk_stats_view_t *v)
     struct hakmem_stats *s = &v->s;
     hk_stats_fill_gauges(s);
     uint64_t large = hk_large_live_bytes();
+    hk_medium_stats_t m;
+    hk_medium_stats(&m);
     s->large_live_bytes = large;
-    s->bytes_allocated = c.allocated + large;
-    s->bytes_active = c.active + large;
-    s->bytes_cached = s->ss_cached * HK_SS_SIZE + s->large_cached_bytes;
+    s->medium_live = m.live;
+    s->medium_live_bytes = m.live_bytes;
+    s->medium_regions = m.regions;
+    s->medium_cached_bytes = m.free_bytes;
+    s->bytes_allocated = c.allocated + m.live_bytes + large;
+    s->bytes_active = c.active + m.live_bytes + large;
+    s->bytes_cached = s->ss_cached * HK_SS_SIZE + s->large_cached_bytes + m.free_bytes;
     s->bytes_retained = s->bytes_mapped > s->bytes_committed ? s->bytes_mapped - s->bytes_committed : 0;
     /* What is touched at most: active pages, what is cached, and the
-     * header page of each superslab; never above committed. */
-    uint64_t res = s->bytes_active + s->bytes_cached + (s->ss_live + s->ss_decommitted) * HK_PAGE_SIZE;
+     * header page of each superslab and medium region; never above
+     * committed. */
+    uint64_t res = s->bytes_active + s->bytes_cached + (s->ss_live + s->ss_decommitted + m.regions) * HK_PAGE_SIZE;
     s->bytes_resident = res < s->bytes_committed ? res : s->bytes_committed;
     s->slabs_in_use = c.slabs;
     s->heaps_live = c.heaps_live;

@@ -8,7 +8,8 @@
  *    block; usable and was_freed agree;
  *  - a free run is merged with its neighbours and the shortest fitting run
  *    is taken; resize grows into the free run behind and gives tail pages
- *    back; it fails where a live block is behind;
+ *    back; it fails where a live block is behind; a block expected to grow
+ *    is cut from the longest free run, with room behind it;
  *  - trim: an empty region goes back to the OS; free runs of a region in
  *    use give their pages back; bytes_committed follows the headers
  *    exactly at every step;
@@ -216,6 +217,34 @@ START_TEST(medium_resize)
 }
 END_TEST
 
+/* A block expected to grow (realloc) is cut from the longest free run, not
+ * the tightest: it then grows in place. A tight run of exactly its length
+ * lies between two live blocks. */
+START_TEST(medium_growing_placed_with_room)
+{
+    start();
+    unsigned char *a = hk_medium_alloc(10 * PG, false);
+    unsigned char *b = hk_medium_alloc(20 * PG, false);
+    unsigned char *c = hk_medium_alloc(30 * PG, false);
+    ck_assert(a && b && c);
+    ck_assert_ptr_eq(c, b + 20 * PG);
+    ck_assert_int_eq(hk_medium_free(b), HK_MEDIUM_FREED);
+    (void)hk_medium_trim(); /* b's pages a free run of 20, off the quick list */
+    unsigned char *g = hk_medium_alloc_growing(20 * PG);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_ptr_ne(g, b);
+    ck_assert(hk_medium_resize(g, HK_MEDIUM_MAX));
+    /* The best fit takes the tight run. */
+    unsigned char *t = hk_medium_alloc(20 * PG, false);
+    ck_assert_ptr_eq(t, b);
+    ck_assert(!hk_medium_resize(t, 21 * PG));
+    ck_assert_int_eq(hk_medium_free(a), HK_MEDIUM_FREED);
+    ck_assert_int_eq(hk_medium_free(c), HK_MEDIUM_FREED);
+    ck_assert_int_eq(hk_medium_free(g), HK_MEDIUM_FREED);
+    ck_assert_int_eq(hk_medium_free(t), HK_MEDIUM_FREED);
+}
+END_TEST
+
 /* ---- threads ---------------------------------------------------------------- */
 
 #define TH_N 4
@@ -395,6 +424,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, medium_alloc_free);
     tcase_add_test(tc, medium_runs_merge_and_fit);
     tcase_add_test(tc, medium_resize);
+    tcase_add_test(tc, medium_growing_placed_with_room);
     tcase_add_test(tc, medium_threads);
     tcase_add_test(tc, medium_fork);
     tcase_add_test(tc, medium_thp_trim_ends);

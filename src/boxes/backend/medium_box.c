@@ -228,13 +228,17 @@ static inline int region_longest(const hk_medium_region_t *r)
     return r->binmask ? 64 - __builtin_clzll(r->binmask) : -1;
 }
 
-/* Cut n pages from the shortest free run of r that holds them: its first
+/* Cut n pages from the shortest free run of r that holds them (growing:
+ * the longest, so that the block has free pages behind it): its first
  * page, or 0 if none does. */
-HK_INLINE unsigned run_take(hk_medium_region_t *r, unsigned n)
+HK_INLINE unsigned run_take(hk_medium_region_t *r, unsigned n, bool growing)
 {
     uint64_t m = r->binmask >> (n - 1);
     unsigned s, len;
-    if (m) {
+    if (HK_UNLIKELY(growing) && (r->bin[0] || m)) {
+        s = r->bin[0] ? r->bin[0] : r->bin[64 - __builtin_clzll(r->binmask)];
+        len = r->pm[s] & PM_LEN;
+    } else if (m) {
         len = n + (unsigned)__builtin_ctzll(m);
         s = r->bin[len];
     } else if (r->bin[0]) {
@@ -316,9 +320,12 @@ HK_INLINE void region_relist(hk_medium_region_t *r)
 
 /* The region to cut n pages from: the one whose longest free run is the
  * shortest that holds n (long runs stay whole for long blocks), else an
- * empty one (committed first). NULL: map a new one. */
-HK_INLINE hk_medium_region_t *region_fit(unsigned n)
+ * empty one (committed first); growing: one with a run longer than a
+ * block can be first. NULL: map a new one. */
+HK_INLINE hk_medium_region_t *region_fit(unsigned n, bool growing)
 {
+    if (HK_UNLIKELY(growing) && g_bucket[0])
+        return g_bucket[0];
     uint64_t m = g_bucketmask >> (n - 1);
     if (HK_LIKELY(m))
         return g_bucket[n + (unsigned)__builtin_ctzll(m)];
@@ -542,12 +549,12 @@ static void quick_flush(void)
     g_quick_bytes = 0;
 }
 
-void *hk_medium_alloc(size_t size, bool zero)
+static void *medium_alloc(size_t size, bool zero, bool growing)
 {
     unsigned n = (unsigned)((size + HK_PAGE_SIZE - 1) / HK_PAGE_SIZE), s;
     HK_ASSERT(n > HK_SMALL_MAX / HK_PAGE_SIZE && n <= BIN_MAX);
     lock();
-    if (g_quick_n[n]) {
+    if (g_quick_n[n] && !growing) {
         uintptr_t q = g_quick[n][--g_quick_n[n]];
         g_quick_bytes -= (size_t)n << 12;
         hk_medium_region_t *qr = region_of(q);
@@ -562,21 +569,21 @@ void *hk_medium_alloc(size_t size, bool zero)
             memset((void *)q, 0, size);
         return (void *)q;
     }
-    hk_medium_region_t *r = region_fit(n);
-    for (int fresh = 0; !(s = r ? run_take(r, n) : 0);) {
+    hk_medium_region_t *r = region_fit(n, growing);
+    for (int fresh = 0; !(s = r ? run_take(r, n, growing) : 0);) {
         if (r) {
             /* The lists promise a run of n here (never false in practice):
              * off the lists, so the fit does not meet it again; its next
              * free puts it back, the purge delay or malloc_trim gives it
              * back if empty. */
             list_remove(r);
-            r = region_fit(n);
+            r = region_fit(n, growing);
             continue;
         }
         if (g_quick_bytes) {
             /* Blocks kept whole may leave a run long enough once merged. */
             quick_flush();
-            r = region_fit(n);
+            r = region_fit(n, growing);
             continue;
         }
         unlock();
@@ -600,6 +607,10 @@ void *hk_medium_alloc(size_t size, bool zero)
         memset(p, 0, size);
     return p;
 }
+
+void *hk_medium_alloc(size_t size, bool zero) { return medium_alloc(size, zero, false); }
+
+void *hk_medium_alloc_growing(size_t size) { return medium_alloc(size, false, true); }
 
 /* The first page of the live block at p, or 0 (lock held). */
 static inline unsigned block_page(const hk_medium_region_t *r, uintptr_t a)

@@ -59,6 +59,10 @@
  * refuses memory (errno untouched: the caller sets ENOMEM). The registry
  * must exist (the front initialises the process first). */
 void *hk_medium_alloc(size_t size, bool zero);
+/* The same for a block expected to grow (realloc): cut from the start of
+ * the longest free run there is, so that hk_medium_resize finds free pages
+ * behind it next time. */
+void *hk_medium_alloc_growing(size_t size);
 /* Free p, a pointer in a MEDIUM chunk: HK_MEDIUM_FREED, HK_MEDIUM_NOT_OURS
  * (not the start of a block handed out), HK_MEDIUM_ALREADY_FREE (a block
  * start freed before and not handed out since: a double free). */

@@ -20,23 +20,25 @@
 /* A block above HK_SMALL_MAX (or one no size class can align): a medium
  * block up to HK_MEDIUM_MAX where page alignment is enough (medium blocks
  * are page-aligned), else a mapping of its own. NULL + ENOMEM. */
-static void *big_alloc(size_t size, size_t align, bool zero)
+static void *big_alloc_as(size_t size, size_t align, bool zero, bool growing)
 {
     if (size > HK_MEDIUM_MAX || align > HK_PAGE_SIZE)
-        return hk_large_alloc(size ? size : 1, align, zero);
+        return growing ? hk_large_alloc_growing(size) : hk_large_alloc(size ? size : 1, align, zero);
     /* The registry must exist (a first allocation may be this one). */
     if (HK_UNLIKELY(!g_hk_reg_limit) && hk_global_init() != 0) {
         errno = ENOMEM;
         return NULL;
     }
     size_t s = size > HK_SMALL_MAX ? size : HK_SMALL_MAX + 1;
-    void *p = hk_medium_alloc(s, zero);
-    if (HK_UNLIKELY(!p) && hk_release_cached() > 0)
-        p = hk_medium_alloc(s, zero); /* cached ranges held address space (RLIMIT_AS) */
+    void *p = growing ? hk_medium_alloc_growing(s) : hk_medium_alloc(s, zero);
+    if (HK_UNLIKELY(!p) && hk_release_cached() > 0) /* cached ranges held address space (RLIMIT_AS) */
+        p = growing ? hk_medium_alloc_growing(s) : hk_medium_alloc(s, zero);
     if (!p)
         errno = ENOMEM;
     return p;
 }
+
+static void *big_alloc(size_t size, size_t align, bool zero) { return big_alloc_as(size, align, zero, false); }
 
 void *hk_debug_small_alloc(size_t size, size_t align)
 {
@@ -239,9 +241,10 @@ void *hk_realloc_impl(void *p, size_t size)
     size_t want = size;
     if (size > old && old + old / 4 > size && old + old / 4 <= HK_MAX_REQUEST)
         want = old + old / 4;
-    /* A block that grows into a mapping of its own is placed where it can
-     * grow further in place. */
-    void *q = want > HK_MEDIUM_MAX && want > old ? hk_large_alloc_growing(want) : hk_api_malloc(want);
+    /* A block that grows past the small classes is placed where it can
+     * grow further in place (a medium one with free pages behind it, a
+     * mapping with cached pages behind it). */
+    void *q = want > HK_SMALL_MAX && want > old ? big_alloc_as(want, 0, false, true) : hk_api_malloc(want);
     if (!q && want != size)
         q = hk_api_malloc(size);
     if (!q)

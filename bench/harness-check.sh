@@ -4,7 +4,8 @@
 # Not a benchmark: no timing figure is judged here. It checks that
 #  1. every workload program runs at a tiny size against every built hakmem
 #     variant (and each LEAN mode) and prints output the harness parses;
-#  2. the strace, rss-trace and plot paths of the harness work;
+#  2. the strace, rss-trace and plot paths of the harness work, and the
+#     longrun command (make bench-longrun) runs and writes its table;
 #  3. peers given by path (--peer, BENCH_PEERS) are run and compared, and a
 #     missing one is a usage error;
 #  4. the harness reports a broken allocator as a failure, not a number:
@@ -33,9 +34,9 @@ fail=0
 H() { "$PYTHON3" "$harness" --builddir "$builddir" --srcdir "$srcdir" "$@"; }
 
 # 1. Every workload, every hakmem variant (the default set in tiny mode).
-if H run --mode tiny --workloads random_mixed,burst,prodcons,churn,server,realloc,large,skewed,fill,classes,soak \
+if H run --mode tiny --workloads random_mixed,burst,prodcons,churn,server,realloc,large,skewed,fill,classes,soak,longrun \
        --no-strace --no-trace --no-plots --out "$tmp/ok" >"$tmp/ok.md" 2>"$tmp/ok.err"; then
-    for wl in random_mixed burst prodcons churn server realloc large skewed fill classes soak; do
+    for wl in random_mixed burst prodcons churn server realloc large skewed fill classes soak longrun; do
         grep -q "^## $wl " "$tmp/ok.md" || { echo "FAIL: no $wl section"; fail=1; }
     done
     if grep -q FAIL "$tmp/ok.md"; then echo "FAIL: a run failed"; fail=1; fi
@@ -51,6 +52,16 @@ cat "$tmp/ok.md" "$tmp/ok.err"
 if ! H run --mode tiny --workloads random_mixed,burst --allocs hakmem \
        --out "$tmp/tools" >"$tmp/tools.md" 2>&1; then
     echo "FAIL: harness with strace/rss-trace/plots failed"; cat "$tmp/tools.md"; fail=1
+fi
+
+# 2b. The longrun command (make bench-longrun) at the tiny size: its table
+#     and its per-allocator sample files (no figure is judged).
+if H longrun --mode tiny --allocs hakmem --no-plots --out "$tmp/longrun" \
+       >"$tmp/longrun.md" 2>&1; then
+    grep -q '^| hakmem | [0-9]' "$tmp/longrun.md" || { echo "FAIL: no longrun row"; fail=1; }
+    [ -s "$tmp/longrun/longrun_hakmem.csv" ] || { echo "FAIL: no longrun samples"; fail=1; }
+else
+    echo "FAIL: harness longrun failed"; cat "$tmp/longrun.md"; fail=1
 fi
 
 # 3. Peers built from source, given by path (--peer, BENCH_PEERS): run by

@@ -7,6 +7,7 @@ reports medians with their min-max spread and ratios against a baseline.
 
   harness.py run   [--mode quick|full|tiny] ...   make bench / bench-full
   harness.py soak  [--minutes N] ...              make soak SOAK_MIN=N
+  harness.py longrun [--ops N] ...                make bench-longrun
   harness.py demo                                 make demo
   harness.py instr [--cycles N] ...               make bench-instr (callgrind)
   harness.py list                                 allocators found
@@ -126,6 +127,14 @@ WORKLOADS = {
         "quick": ["{seconds}", "{warmup}", "1000", "16384"],
         "full": ["{seconds}", "{warmup}", "1000", "16384"],
     }),
+    # A server that runs for months, compressed: Rss sampled at every 1 %
+    # of the operations (make bench-longrun; the longrun command sets ops,
+    # trim_every and late_tsd).
+    "longrun": ("bench_longrun", {
+        "tiny": ["1000000", "4", "0"],
+        "quick": ["{ops}", "4", "{trim_every}", "1234567", "{late_tsd}", "{roles}"],
+        "full": ["{ops}", "4", "{trim_every}", "1234567", "{late_tsd}", "{roles}"],
+    }),
 }
 RUN_WORKLOADS = ["random_mixed", "burst", "loop", "prodcons", "churn", "server", "realloc",
                  "large", "skewed", "fill", "classes"]
@@ -141,6 +150,10 @@ RE_ROUND = re.compile(r"^Burst round=(\d+) objects=(\d+) after-alloc Rss = (\d+)
                       r"after-free Rss = (\d+) KiB LazyFree = (\d+) KiB$", re.M)
 RE_AFTER = re.compile(r"^Burst after Rss = (\d+) KiB LazyFree = (\d+) KiB delta = (-?\d+) KiB$", re.M)
 RE_SAMPLE = re.compile(r"^sample t=([0-9.]+) rss=(-?\d+) lazyfree=(-?\d+) ops=(\d+)$", re.M)
+RE_LONGRUN_SAMPLE = re.compile(r"^sample n=(\d+) ops=(\d+) rss=(-?\d+) lazyfree=(-?\d+) "
+                               r"vsz=(-?\d+) faults=(\d+)((?: [a-z_]+=\d+)*)$", re.M)
+RE_LONGRUN = re.compile(r"^Longrun Rss at 10% = (\d+) KiB end = (\d+) KiB drift = (-?[0-9.]+) % "
+                        r"\(Rss - LazyFree: (-?[0-9.]+) %\)$", re.M)
 RE_STAT = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)[ \t:=]+(-?\d+)$", re.M)
 
 
@@ -363,7 +376,8 @@ def pick_baseline(args, allocs):
 def workload_argv(args, wl, mode, extra=None):
     prog, sizes = WORKLOADS[wl]
     path = os.path.join(args.bindir, prog)
-    subst = {"threads": str(args.threads), "seconds": "60", "warmup": "10"}
+    subst = {"threads": str(args.threads), "seconds": "60", "warmup": "10",
+             "ops": "100000000", "trim_every": "0", "late_tsd": "16", "roles": "rilkt"}
     subst.update(extra or {})
     return [path] + [a.format(**subst) for a in sizes[mode]]
 
@@ -430,12 +444,57 @@ def parse_output(wl, out, err):
         r["burst_delta_kib"] = int(a[0][2])
         if r["burst_after_kib"] - r["burst_before_kib"] != r["burst_delta_kib"]:
             raise RunError("burst delta inconsistent")
+    if wl == "longrun":
+        r.update(parse_longrun(out))
     if wl == "soak":
         samples = [(float(t), int(rss), int(lz), int(n)) for t, rss, lz, n in RE_SAMPLE.findall(out)]
         if len(samples) < 2:
             raise RunError("soak printed fewer than 2 samples")
         r["samples"] = samples
     r["stats"] = parse_stats(err)
+    return r
+
+
+def drift_pct(end, start):
+    return 100.0 * (end / start - 1.0) if start > 0 else float("nan")
+
+
+def parse_longrun(out):
+    """The samples of bench_longrun and the figures derived from them: the
+    readings at 10 % of the operations and at the end, the drift between
+    them, and the same from the medians of the 5 samples around each point
+    (glibc's Rss swings by 10-20 % from one sample to the next)."""
+    samples = []
+    for n, ops, rss, lz, vsz, flt, tail in RE_LONGRUN_SAMPLE.findall(out):
+        kv = dict(p.split("=", 1) for p in tail.split())
+        samples.append({"n": int(n), "ops": int(ops), "rss": int(rss), "lazyfree": int(lz),
+                        "vsz": int(vsz), "faults": int(flt),
+                        "hk": {k: int(v) for k, v in kv.items()}})
+    if len(samples) < 10 or [x["n"] for x in samples] != list(range(1, len(samples) + 1)):
+        raise RunError("longrun printed %d samples, not numbered 1..N" % len(samples))
+    if any(samples[i]["ops"] <= samples[i - 1]["ops"] for i in range(1, len(samples))):
+        raise RunError("longrun samples: op counts do not grow")
+    m = RE_LONGRUN.findall(out)
+    if len(m) != 1:
+        raise RunError("no 'Longrun Rss at 10% = ..' line")
+    a, z = samples[len(samples) // 10 - 1], samples[-1]
+    if int(m[0][0]) != a["rss"] or int(m[0][1]) != z["rss"] or \
+            abs(float(m[0][2]) - drift_pct(z["rss"], a["rss"])) > 0.01:
+        raise RunError("longrun summary disagrees with its samples")
+    i10 = len(samples) // 10 - 1
+    win10 = [x["rss"] for x in samples[max(0, i10 - 2):i10 + 3]]
+    winz = [x["rss"] for x in samples[-5:]]
+    r = {"samples_lr": samples,
+         "lr_rss10_kib": a["rss"], "lr_rss_end_kib": z["rss"],
+         "lr_drift_pct": drift_pct(z["rss"], a["rss"]),
+         "lr_drift_nolazy_pct": drift_pct(z["rss"] - z["lazyfree"], a["rss"] - a["lazyfree"]),
+         "lr_drift_med5_pct": drift_pct(statistics.median(winz), statistics.median(win10)),
+         "lr_rss_max_after10_kib": max(x["rss"] for x in samples[i10:]),
+         "lr_vsz10_kib": a["vsz"], "lr_vsz_end_kib": z["vsz"]}
+    for k in ("heaps", "ss_live", "ss_abandoned", "slabs", "committed"):
+        if k in a["hk"] and k in z["hk"]:
+            r["lr_%s10" % k] = a["hk"][k]
+            r["lr_%s_end" % k] = z["hk"][k]
     return r
 
 
@@ -579,7 +638,7 @@ class Results:
                "ok": int(err is None), "error": err or ""}
         if r:
             for k, v in r.items():
-                if k not in ("samples", "stats"):
+                if k not in ("samples", "samples_lr", "stats"):
                     row[k] = v
             for k, v in r.get("stats", {}).items():
                 row["stat_" + k] = v
@@ -608,6 +667,8 @@ def report_workload(res, wl, allocs, base):
     if wl in ("burst", "loop"):
         header += ["Rss before MiB", "Rss at burst peak MiB", "Rss after MiB",
                    "after - before MiB", "LazyFree after MiB"]
+    if wl == "longrun":
+        header += ["Rss at 10% MiB", "Rss at end MiB", "drift"]
     bt = med(res.vals(wl, base, "throughput")) if base else None
     br = med(res.vals(wl, base, "peak_rss_kib")) if base else None
     rows = []
@@ -632,6 +693,10 @@ def report_workload(res, wl, allocs, base):
             for f in ("burst_before_kib", "burst_peak_kib", "burst_after_kib",
                       "burst_delta_kib", "burst_after_lazyfree_kib"):
                 row.append("%.1f" % (med(res.vals(wl, a, f)) / 1024.0))
+        if wl == "longrun":
+            row += ["%.1f" % (med(res.vals(wl, a, "lr_rss10_kib")) / 1024.0),
+                    "%.1f" % (med(res.vals(wl, a, "lr_rss_end_kib")) / 1024.0),
+                    "%+.1f %%" % med(res.vals(wl, a, "lr_drift_pct"))]
         rows.append(row)
     return md_table(header, rows)
 
@@ -923,15 +988,18 @@ def plot_bars(outdir, name, res, wls, allocs, field, base, title, ylabel, notes)
     return gnuplot(outdir, name, script, notes)
 
 
-def plot_lines(outdir, name, series, title, notes):
+def plot_lines(outdir, name, series, title, notes, xlabel="time (s)", logy=False):
     """series: [(label, csv file name, x col, y col)], CSV with a header row."""
     if not series:
         return None
     plots = ["'%s' using %d:($%d/1024) every ::1 with lines lw 2 title %s"
              % (fn, xc, yc, gp_str(label)) for label, fn, xc, yc in series]
-    script = ("set title %s\nset xlabel 'time (s)'\nset ylabel 'Rss (MiB)'\n"
+    script = ("set title %s\nset xlabel %s\nset ylabel 'Rss (MiB)'\n"
               "set datafile separator ','\nset key outside right top noenhanced\n"
-              "set grid\nset yrange [0:*]\nplot %s\n" % (gp_str(title), ", \\\n  ".join(plots)))
+              "set grid\n%s\nplot %s\n"
+              % (gp_str(title), gp_str(xlabel),
+                 "set logscale y\nset yrange [*:*]" if logy else "set yrange [0:*]",
+                 ", \\\n  ".join(plots)))
     return gnuplot(outdir, name, script, notes)
 
 
@@ -1195,6 +1263,118 @@ def cmd_soak(args):
     return 1 if fails else 0
 
 
+LONGRUN_ALLOCS = ["hakmem", "hakmem-lean-free", "glibc", "mimalloc", "jemalloc", "tcmalloc"]
+
+
+def cmd_longrun(args):
+    """bench_longrun against each allocator, interleaved and repeated: Rss at
+    10 % of the operations and at the end, and the drift between them."""
+    notes = []
+    if not args.allocs:
+        found = {a.name for a in discover_args(args, notes)}
+        args.allocs = ",".join(n for n in LONGRUN_ALLOCS if n in found)
+    allocs = select_allocs(args, "longrun", notes)
+    if not allocs:
+        sys.stderr.write("harness: no allocator to run\n")
+        return 2
+    prog = os.path.join(args.bindir, WORKLOADS["longrun"][0])
+    if not os.access(prog, os.X_OK):
+        sys.stderr.write("harness: %s not built (make %s)\n" % (prog, WORKLOADS["longrun"][0]))
+        return 2
+    mode = "tiny" if args.mode == "tiny" else "full"
+    ops = args.ops or 100000000
+    extra = {"ops": str(ops), "trim_every": str(args.trim_every), "late_tsd": str(args.late_tsd),
+             "roles": args.roles}
+    reps = args.reps or (1 if mode == "tiny" else 3)
+    os.makedirs(args.out, exist_ok=True)
+    res = Results()
+    series = []
+    t_start = time.time()
+    for rep in range(1, reps + 1):
+        for a in allocs:
+            try:
+                r = run_once(args, a, "longrun", mode, extra,
+                             timeout=max(600, ops // 100000))
+                res.add("longrun", a.name, rep, r)
+                if rep == 1:
+                    fn = "longrun_%s.csv" % a.name
+                    with open(os.path.join(args.out, fn), "w") as f:
+                        f.write("pct_ops,rss_kib,lazyfree_kib,vsz_kib,faults,heaps,ss_live\n")
+                        n = len(r["samples_lr"])
+                        for x in r["samples_lr"]:
+                            f.write("%.1f,%d,%d,%d,%d,%s,%s\n"
+                                    % (100.0 * x["n"] / n, x["rss"], x["lazyfree"], x["vsz"],
+                                       x["faults"], x["hk"].get("heaps", ""),
+                                       x["hk"].get("ss_live", "")))
+                    series.append((a.name, fn, 1, 2))
+            except RunError as e:
+                res.add("longrun", a.name, rep, err=str(e))
+            if args.verbose:
+                sys.stderr.write("[%5.0fs] rep %d longrun %s\n" % (time.time() - t_start, rep, a.name))
+
+    def mv(a, f, scale=1.0, fmt="%.1f"):
+        v = res.vals("longrun", a, f)
+        if not v:
+            return "-"
+        if len(v) == 1:
+            return fmt % (v[0] / scale)
+        return (fmt + " (" + fmt + ".." + fmt + ")") % (med(v) / scale, min(v) / scale,
+                                                         max(v) / scale)
+
+    def pair(a, k):
+        x, y = res.vals("longrun", a, "lr_%s10" % k), res.vals("longrun", a, "lr_%s_end" % k)
+        return "%d / %d" % (med(x), med(y)) if x and y else "-"
+
+    rows, trows = [], []
+    for a in allocs:
+        n = a.name
+        if res.failed("longrun", n):
+            rows.append([n, "**FAIL**: " + "; ".join(sorted(set(res.fails[("longrun", n)])))]
+                        + [""] * 10)
+            if not res.vals("longrun", n, "throughput"):
+                continue
+        rows.append([n, mv(n, "throughput", 1e6, "%.2f"), mv(n, "lr_rss10_kib", 1024.0),
+                     mv(n, "lr_rss_end_kib", 1024.0), mv(n, "lr_drift_pct", 1.0, "%+.1f"),
+                     mv(n, "lr_drift_nolazy_pct", 1.0, "%+.1f"),
+                     mv(n, "lr_drift_med5_pct", 1.0, "%+.1f"),
+                     mv(n, "lr_vsz_end_kib", 1024.0, "%.0f"),
+                     mv(n, "minor_faults", 1.0, "%.0f"), pair(n, "heaps"), pair(n, "ss_live")])
+        if a.hakmem:
+            d = res.vals("longrun", n, "lr_drift_pct")
+            if d:
+                trows.append(["%s: Rss at the end within 5 %% of Rss at 10 %%" % n,
+                              "%+.1f %%" % med(d), "met" if abs(med(d)) <= 5.0 else "**not met**"])
+    out = header_lines(args, allocs, pick_baseline(args, allocs), args.cmdline)
+    out += ["- longrun: `%s`, %d interleaved repetitions; medians (min..max)"
+            % (" ".join(workload_argv(args, "longrun", mode, extra)[1:]), reps), "",
+            "## longrun (a server that runs for months, compressed)", "",
+            md_table(["allocator", "Mops/s", "Rss at 10 % MiB", "Rss at end MiB", "drift %",
+                      "drift of Rss - LazyFree %", "drift, medians of 5 samples %",
+                      "VmSize at end MiB", "minor faults", "hakmem heaps at 10 % / end",
+                      "hakmem superslabs at 10 % / end"], rows), ""]
+    if trows:
+        out += ["## Targets", "", md_table(["target (issue)", "measured", "status"], trows), ""]
+    write_csv(os.path.join(args.out, "longrun.csv"), res.rawrows)
+    if args.plots:
+        p = plot_lines(args.out, "longrun_rss", series, "longrun: Rss over the run",
+                       notes, xlabel="operations done (% of the run)", logy=True)
+        if p:
+            out += ["Plot: %s/%s" % (args.out, p), ""]
+    if notes:
+        out += ["Notes:"] + ["- " + x for x in notes] + [""]
+    out.append("CSV: %s/longrun.csv (every run), %s/longrun_NAME.csv (the samples of the "
+               "first repetition)" % (args.out, args.out))
+    text = "\n".join(out) + "\n"
+    with open(os.path.join(args.out, "longrun.md"), "w") as f:
+        f.write(text)
+    sys.stdout.write(text)
+    if res.fails:
+        sys.stderr.write("harness: longrun FAILED for %s\n"
+                         % ", ".join(sorted(a for _, a in res.fails)))
+        return 1
+    return 0
+
+
 def cmd_demo(args):
     notes = []
     found = {a.name: a for a in discover_args(args, notes)}
@@ -1323,7 +1503,7 @@ def main(argv):
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(prog="harness.py", description=__doc__.split("\n")[0])
     ap.add_argument("command", nargs="?", default="run",
-                    choices=["run", "soak", "demo", "instr", "list"])
+                    choices=["run", "soak", "longrun", "demo", "instr", "list"])
     ap.add_argument("--builddir", default=None,
                     help="top build directory (default: the parent of this script's directory)")
     ap.add_argument("--srcdir", default=os.path.dirname(here), help="top source directory")
@@ -1347,6 +1527,15 @@ def main(argv):
     ap.add_argument("--minutes", type=float, default=1.0, help="soak: minutes per allocator")
     ap.add_argument("--warmup", type=int, default=None, help="soak: warm-up seconds")
     ap.add_argument("--cycles", type=int, default=None, help="demo / instr: cycles")
+    ap.add_argument("--ops", type=int, default=None, help="longrun: operations (default 10^8)")
+    ap.add_argument("--trim-every", type=int, default=0,
+                    help="longrun: malloc_trim from a side thread every N %% of the run (0: never)")
+    ap.add_argument("--late-tsd", type=int, default=16,
+                    help="longrun: threads per 1 %% of the run whose first malloc is in the"
+                    " last TSD destructor round")
+    ap.add_argument("--roles", default="rilkt",
+                    help="longrun: the parts that run (r retire, i idle owners, l large blocks,"
+                    " k destructor allocation, t thread_local threads; see bench_longrun.c)")
     ap.add_argument("--no-strace", dest="strace", action="store_false")
     ap.add_argument("--no-seccomp", dest="seccomp", action="store_false",
                     help="plain ptrace strace (older strace without --seccomp-bpf)")
@@ -1371,8 +1560,8 @@ def main(argv):
     args.peer_specs = parse_peer_specs(args.peer, "--peer")
     if args.threads < 1:
         ap.error("--threads must be >= 1")
-    return {"run": cmd_run, "soak": cmd_soak, "demo": cmd_demo, "instr": cmd_instr,
-            "list": cmd_list}[args.command](args)
+    return {"run": cmd_run, "soak": cmd_soak, "longrun": cmd_longrun, "demo": cmd_demo,
+            "instr": cmd_instr, "list": cmd_list}[args.command](args)
 
 
 if __name__ == "__main__":

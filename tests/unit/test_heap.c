@@ -193,6 +193,61 @@ START_TEST(steady_footprint_follows_class_peaks)
 }
 END_TEST
 
+/* A new slab goes to the owned superslab with the most slabs in use (that
+ * has an unused slab whose pages are resident), so that the emptiest
+ * superslabs drain and can go back whole. */
+#define PL_PER_SLAB 64 /* blocks of 1000 bytes (class 1024) per slab */
+#define PL_SLABS 40
+static void *pl_blocks[PL_PER_SLAB * PL_SLABS];
+static hk_superslab_t *pl_a, *pl_b;
+static void *pl_new;
+
+static void *placement(void *arg)
+{
+    (void)arg;
+    unsigned cls = hk_size_to_class(1000), big = hk_size_to_class(2000);
+    for (int i = 0; i < PL_PER_SLAB * PL_SLABS; i++)
+        pl_blocks[i] = hk_alloc_class(cls);
+    pl_a = hk_ss_of(pl_blocks[0]);
+    pl_b = hk_ss_of(pl_blocks[PL_PER_SLAB * PL_SLABS - 1]);
+    /* Empty two slabs of B, then 25 of A (A goes to the front of the
+     * heap's list, which used to decide). */
+    int freed_b = 0, freed_a = 0;
+    for (int sl = PL_SLABS - 1; sl >= 0; sl--) {
+        hk_superslab_t *ss = hk_ss_of(pl_blocks[sl * PL_PER_SLAB]);
+        if (ss == pl_b && freed_b < 2)
+            freed_b++;
+        else
+            continue;
+        for (int j = 0; j < PL_PER_SLAB; j++)
+            hk_small_free(pl_blocks[sl * PL_PER_SLAB + j]);
+    }
+    for (int sl = 0; sl < PL_SLABS; sl++) {
+        hk_superslab_t *ss = hk_ss_of(pl_blocks[sl * PL_PER_SLAB]);
+        if (ss == pl_a && freed_a < 25)
+            freed_a++;
+        else
+            continue;
+        for (int j = 0; j < PL_PER_SLAB; j++)
+            hk_small_free(pl_blocks[sl * PL_PER_SLAB + j]);
+    }
+    pl_new = hk_alloc_class(big);
+    return NULL;
+}
+
+START_TEST(new_slab_goes_to_the_fullest_superslab)
+{
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, placement, NULL), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_ptr_ne(pl_a, pl_b);
+    ck_assert_msg(pl_a->used_slabs < pl_b->used_slabs, "A %u, B %u slabs in use", pl_a->used_slabs,
+                  pl_b->used_slabs);
+    ck_assert_msg(hk_ss_of(pl_new) == pl_b, "the new slab went to the superslab with %u slabs in use, not the one with %u",
+                  hk_ss_of(pl_new)->used_slabs, pl_b->used_slabs);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("heap");
@@ -204,6 +259,7 @@ int main(void)
     tcase_add_test(tc, double_free_is_reported_once);
     tcase_add_test(tc, trim_gives_slabs_back);
     tcase_add_test(tc, steady_footprint_follows_class_peaks);
+    tcase_add_test(tc, new_slab_goes_to_the_fullest_superslab);
     suite_add_tcase(s, tc);
     return hk_unit_run(s);
 }

@@ -71,7 +71,9 @@ typedef struct hk_slab {
     int32_t census_used;
     uint32_t census_takes;
     uint8_t census_head;    /* it was its class's head then */
-    uint8_t pad3[64 - 8 - 8 - 8 - 8 - 1];
+    uint8_t pad2[3];
+    uint32_t idle_ms;       /* unused since (the purge delay; by its heap's lock holder) */
+    uint8_t pad3[64 - 8 - 8 - 8 - 8 - 4 - 4];
 } hk_slab_t;
 
 typedef enum {
@@ -107,7 +109,8 @@ typedef struct hk_superslab {
                                                  resident: a new slab goes there first (no
                                                  fresh pages touched) */
             int64_t cached_since_ms;          /* on the cache: since when (the purge delay) */
-            int64_t slab_idle_ms;             /* when a slab last became unused (the purge delay) */
+            int64_t slab_idle_ms;             /* the oldest idle_ms of its unused slabs whose pages
+                                                 are still resident (0: none; the purge delay) */
         };
         hk_slab_t slabs[HK_SLABS_PER_SS]; /* slabs[0] is the header above, never a slab */
     };

@@ -36,15 +36,31 @@ static int slab_pick(hk_superslab_t *ss, unsigned cls, bool warm_only)
 
 /* A fresh slab for class cls, from an owned superslab with an unused slab,
  * else an adopted or new superslab. NULL when out of memory. */
-/* The owned superslab with an unused slab for cls (the superslabs with
- * unused slabs come first on the list): one with a warm slab first, else
- * the first that has one. NULL if none; *idx: the slab. */
+/* The owned superslab with an unused slab for cls: a warm slab first, in
+ * the superslab with the most slabs in use (so that the emptiest ones
+ * drain and go back whole, instead of every superslab keeping a few slabs
+ * for good); else the fullest with any unused slab for the class. NULL if
+ * none; *idx: the slab. (Superslabs with unused slabs come first on the
+ * list.) */
 static hk_superslab_t *heap_find_unused(hk_heap_t *h, unsigned cls, int *idx)
 {
-    for (int warm_only = 1; warm_only >= 0; warm_only--)
-        for (hk_superslab_t *t = h->ss_list; t && t->free_mask; t = t->next)
-            if ((*idx = slab_pick(t, cls, warm_only)) >= 0)
-                return t;
+    for (int warm_only = 1; warm_only >= 0; warm_only--) {
+        hk_superslab_t *best = NULL;
+        int best_idx = -1;
+        for (hk_superslab_t *t = h->ss_list; t && t->free_mask; t = t->next) {
+            if (best && t->used_slabs <= best->used_slabs)
+                continue;
+            int i = slab_pick(t, cls, warm_only);
+            if (i >= 0) {
+                best = t;
+                best_idx = i;
+            }
+        }
+        if (best) {
+            *idx = best_idx;
+            return best;
+        }
+    }
     return NULL;
 }
 

@@ -16,9 +16,8 @@
 /* Notifications an owner may leave undrained before the thread that sends
  * the next one drains them for it (an owner that stopped allocating). */
 #define HK_HELP_AFTER 16
-/* An owner whose slow paths have not run since the last sweep is idle:
- * the sweep looks at its class lists, at most this often per heap. */
-#define HK_IDLE_SCAN_MS 1000
+/* The sweep looks at another heap's class lists at most this often. */
+#define HK_LISTED_SCAN_MS 1000
 
 void (*hk_reclaim_rearm_hook)(hk_slab_t *s);
 int hk_reclaim_test_defect;
@@ -292,7 +291,12 @@ static void slab_release(hk_heap_t *h, hk_superslab_t *ss, hk_slab_t *s)
     hk_slab_clear(s);
     bool had_none_free = ss->free_mask == 0;
     ss->free_mask |= 1u << s->index;
-    ss->slab_idle_ms = ss_release_now_ms(); /* the purge delay */
+    /* The purge delay: each unused slab's pages go back once it has been
+     * unused for it, however busy the rest of the superslab is. */
+    int64_t idle = ss_release_now_ms();
+    s->idle_ms = (uint32_t)idle;
+    if (!ss->slab_idle_ms)
+        ss->slab_idle_ms = idle;
     /* LEAN over budget: the slab's pages go back (unless the whole
      * superslab is about to be released anyway), in batches once the first
      * has settled (ss_release_batch_due), so that a large free costs about
@@ -607,9 +611,10 @@ void hk_reclaim_thread_born(void)
  *  - collect what was freed into a few abandoned superslabs, and give back
  *    those now empty (a thread without a heap of its own freed an exited
  *    thread's blocks);
- *  - for an owner whose slow paths have not run since the last sweep (idle),
- *    at most every HK_IDLE_SCAN_MS: reap it if its thread is gone, else
- *    give back its listed slabs that other threads emptied;
+ *  - for every other heap, at most every HK_LISTED_SCAN_MS: give back its
+ *    listed slabs that other threads emptied (but its classes' heads); an
+ *    owner whose slow paths have not run since the last sweep (idle) is
+ *    reaped if its thread is gone;
  *  - LEAN: help heaps with decommits waiting (an owner that went idle right
  *    after freeing);
  *  - the purge tick. */
@@ -619,10 +624,17 @@ __thread uint32_t hk_tls_slow_calls;
 /* The front's purge tick (hk_heap_set_idle_tick). */
 static void (*_Atomic g_idle_tick)(void);
 
-/* An idle owner's work (trylock: a heap that is busy is not idle). */
-static void heap_help_idle(hk_heap_t *h)
+/* Another heap's slabs that other threads emptied, at most every
+ * HK_LISTED_SCAN_MS for each heap (trylock: a heap whose lock is busy
+ * waits for the next sweep): its listed slabs with every block free go
+ * back, but for its classes' heads. An owner whose frees all come back
+ * from other threads (a producer) never frees into its own slabs, so
+ * nothing else would release them: they would stay listed, full of free
+ * blocks, each pinning its superslab. An owner idle since the last sweep
+ * whose thread is gone is reaped instead. */
+static void heap_help_listed(hk_heap_t *h, bool idle)
 {
-    if (!defect(HK_DEFECT_REAP) && hk_reclaim_gone_owner(h)) {
+    if (idle && !defect(HK_DEFECT_REAP) && hk_reclaim_gone_owner(h)) {
         heap_reap(h);
         return;
     }
@@ -649,9 +661,9 @@ static void heap_sweep_work(hk_heap_t *self)
         uint32_t calls = __atomic_load_n(&h->slow_calls, __ATOMIC_RELAXED);
         bool idle = calls == __atomic_load_n(&h->sweep_seen, __ATOMIC_RELAXED);
         __atomic_store_n(&h->sweep_seen, calls, __ATOMIC_RELAXED);
-        if (idle && now - __atomic_load_n(&h->idle_scan_ms, __ATOMIC_RELAXED) >= HK_IDLE_SCAN_MS) {
+        if (now - __atomic_load_n(&h->idle_scan_ms, __ATOMIC_RELAXED) >= HK_LISTED_SCAN_MS) {
             __atomic_store_n(&h->idle_scan_ms, now, __ATOMIC_RELAXED);
-            heap_help_idle(h);
+            heap_help_listed(h, idle);
         } else if (config_lean && __atomic_load_n(&h->pending_since_ms, __ATOMIC_RELAXED)) {
             heap_help(h);
         }
@@ -682,6 +694,26 @@ void hk_heap_idle_work(void) { heap_sweep_work(NULL); }
  * heap is not idle). */
 static _Atomic int64_t g_last_heap_purge_ms;
 
+/* The purge delay for the unused slabs of a superslab in use: those unused
+ * since longer than it give their pages back (one call per run of them);
+ * the oldest of the others is when to look again. */
+static void heap_purge_unused_slabs(hk_superslab_t *ss, int64_t now)
+{
+    uint32_t resident = hk_slab_unused_resident(ss) & ss->touched_mask, due = 0;
+    int64_t oldest = 0;
+    for (uint32_t m = resident; m; m &= m - 1) {
+        hk_slab_t *s = &ss->slabs[__builtin_ctz(m)];
+        int64_t since = now - (int64_t)(uint32_t)((uint32_t)now - s->idle_ms);
+        if (ss_purge_due(since, now))
+            due |= m & -m;
+        else if (!oldest || since < oldest)
+            oldest = since;
+    }
+    if (due)
+        hk_slab_give_back(ss, due, ss_release_purge_pages);
+    ss->slab_idle_ms = oldest;
+}
+
 void hk_heap_purge_empty(int64_t now)
 {
     if (!ss_purge_pass_claim(&g_last_heap_purge_ms, now))
@@ -703,14 +735,11 @@ void hk_heap_purge_empty(int64_t now)
             for (hk_superslab_t *ss = h->ss_list, *next; ss && !h->hold; ss = next) {
                 next = ss->next;
                 /* Unused slabs of a superslab still in use (a few live
-                 * blocks, or the empty slab a class keeps, hold it): their
-                 * pages go back too, the range stays. */
-                if (ss->used_slabs && ss->slab_idle_ms &&
-                    ss->decommitted_slabs < (uint32_t)HK_SLABS_PER_SS - 1 - ss->used_slabs &&
-                    ss_purge_due(ss->slab_idle_ms, now)) {
-                    hk_slab_give_back_unused(ss, ss_release_purge_pages);
-                    ss->slab_idle_ms = 0; /* until a slab is given up again */
-                }
+                 * blocks, or the empty slab a class keeps, hold it): the
+                 * pages of those unused for the delay go back too, the
+                 * range stays. */
+                if (ss->used_slabs && ss->slab_idle_ms && ss_purge_due(ss->slab_idle_ms, now))
+                    heap_purge_unused_slabs(ss, now);
                 if (ss->used_slabs == 0 && ss_purge_due(ss->cached_since_ms, now)) {
                     h->empty_ss--;
                     h->ss_count--;

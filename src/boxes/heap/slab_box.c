@@ -220,13 +220,18 @@ void hk_slab_take_over(hk_slab_t *s)
 /* Bits first .. first + n - 1. */
 static inline uint32_t m_run(unsigned first, unsigned n) { return ((n < 32 ? (1u << n) : 0u) - 1u) << first; }
 
-void hk_slab_give_back_unused(hk_superslab_t *ss, int (*give_back)(void *ptr, size_t size))
+uint32_t hk_slab_unused_resident(const hk_superslab_t *ss)
 {
     uint32_t m = ss->free_mask & HK_SS_ALL_SLABS_FREE;
-    for (int i = 1; i < HK_SLABS_PER_SS; i++)
-        if (ss->slabs[i].decommitted)
-            m &= ~(1u << i);
-    ss->pending_decommit = 0;
+    for (uint32_t t = m; t; t &= t - 1)
+        if (ss->slabs[__builtin_ctz(t)].decommitted)
+            m &= ~(1u << __builtin_ctz(t));
+    return m;
+}
+
+void hk_slab_give_back(hk_superslab_t *ss, uint32_t m, int (*give_back)(void *ptr, size_t size))
+{
+    ss->pending_decommit &= ~m;
     while (m) {
         unsigned first = (unsigned)__builtin_ctz(m);
         unsigned n = (unsigned)__builtin_ctz(~(m >> first)); /* run length */
@@ -241,7 +246,11 @@ void hk_slab_give_back_unused(hk_superslab_t *ss, int (*give_back)(void *ptr, si
     }
 }
 
-void hk_slab_flush_pending(hk_superslab_t *ss) { hk_slab_give_back_unused(ss, ss_maybe_decommit_superslab); }
+void hk_slab_flush_pending(hk_superslab_t *ss)
+{
+    ss->pending_decommit = 0;
+    hk_slab_give_back(ss, hk_slab_unused_resident(ss), ss_maybe_decommit_superslab);
+}
 
 void hk_free_misuse(void *p, int kind)
 {

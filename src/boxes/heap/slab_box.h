@@ -161,10 +161,12 @@ bool hk_slab_arm_full(hk_slab_t *s);
  * remote-freed block is back on the free list. */
 void hk_slab_take_over(hk_slab_t *s);
 
-/* LEAN: give back, with give_back(ptr, size) (0: done), the pages of every
- * unused slab of the superslab that still has them, one call per run of
- * adjacent slabs. */
-void hk_slab_give_back_unused(hk_superslab_t *ss, int (*give_back)(void *ptr, size_t size));
+/* The unused slabs of ss whose pages were not given back. */
+uint32_t hk_slab_unused_resident(const hk_superslab_t *ss);
+/* Give back, with give_back(ptr, size) (0: done), the pages of the unused
+ * slabs in m (of hk_slab_unused_resident), one call per run of adjacent
+ * slabs. */
+void hk_slab_give_back(hk_superslab_t *ss, uint32_t m, int (*give_back)(void *ptr, size_t size));
 /* LEAN: the same with LEAN's strategy (the slabs waiting to be given back,
  * and any other unused one). */
 void hk_slab_flush_pending(hk_superslab_t *ss);

@@ -51,6 +51,15 @@ int hakmem_owns(const void *ptr);
 const char *hakmem_version(void);      /* the library's, e.g. "0.1.0" */
 const char *hakmem_variant(void);      /* "fast", "lean" or "debug" */
 
+/* The heap profiler (prof:1, README "Heap profiles"): write the profile
+ * of the sampled blocks still allocated, in the text form jeprof reads, to
+ * `path` (NULL: PREFIX.PID.SEQ.heap, prof_prefix's name). Async-signal-
+ * safe. Returns 0, or -1 with errno: ENOTSUP when the profiler is off, or
+ * the error of opening or writing the file. From a signal handler that
+ * interrupted the profiler itself on the same thread, it returns 0 and the
+ * file is written as soon as the interrupted call leaves the profiler. */
+int hakmem_prof_dump(const char *path);
+
 /* Statistics (README, "Operating hakmem").
  *
  * Gauges are kept in every build and are exact; counters (system calls,
@@ -109,6 +118,8 @@ struct hakmem_stats {
                                       registry's 64 MiB): in none of the figures above */
     uint64_t thp_advise;           /* counters: superslabs asked to be huge pages (thp:1) */
     uint64_t thp_kept_whole;       /* parts of huge-page superslabs not given back (thp:1) */
+    uint64_t prof_bytes;           /* the heap profiler's own memory (tables, pool) */
+    uint64_t prof_samples;         /* sampled blocks live */
     uint64_t medium_live;          /* medium blocks (32 KiB-256 KiB) in use */
     uint64_t medium_live_bytes;    /* their bytes (the blocks' usable sizes) */
     uint64_t medium_regions;       /* 2 MiB regions medium blocks come from */

@@ -58,6 +58,14 @@ static const bool config_internal_copy = HAKMEM_INTERNAL_COPY;
 
 static const bool have_madv_free = HAVE_MADV_FREE_FLAG;
 static const bool have_mremap = HAVE_MREMAP_CALL;
+/* The profiler's own stack walk (stack_box): x86-64 frames, tables found
+ * with _dl_find_object; elsewhere libgcc's unwinder walks. */
+#if defined(__x86_64__)
+#define HK_ARCH_X86_64 1
+#else
+#define HK_ARCH_X86_64 0
+#endif
+static const bool have_cfi_walk = HK_ARCH_X86_64 && HAVE_DL_FIND_OBJECT_CALL;
 
 static const char config_variant_name[] = HAKMEM_VARIANT_NAME;
 

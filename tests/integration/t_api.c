@@ -238,6 +238,13 @@ START_TEST(realloc_semantics)
     void *zl = malloc(2u << 20);
     ck_assert_ptr_nonnull(zl);
     ck_assert_ptr_null(realloc(zl, v_zero));
+
+    /* A block of malloc(0) grows (its usable size is 0 in the debug build:
+     * still a block) */
+    char *g = realloc(malloc(v_zero), 128);
+    ck_assert_ptr_nonnull(g);
+    memset(g, 7, 128);
+    free(g);
 }
 END_TEST
 

@@ -16,7 +16,13 @@
 #    HAKMEM_CONF) choose the LEAN-capable library, the variable winning;
 #  - the command's exit status comes back; 127 for a missing command, 126
 #    for one that cannot run, said in one line without the script's line
-#    number.
+#    number;
+#  - --profile [--prof-sample SIZE] [--prof-prefix PATH]: the command runs
+#    with the profiler on (its final profile written under the prefix,
+#    ./hakmem.COMMAND by default), the launcher names the profile and the
+#    jeprof command that reads it, the tools it runs itself are not
+#    profiled, the exit status is the command's; a prefix in a directory
+#    that cannot be written is refused (125).
 # And the installed script's library directory is the configured libdir.
 
 set -u
@@ -45,7 +51,7 @@ probe=$b/tests/integration/hk_probe
 version=$(sed -n 's/^version=//p' "$script" | tr -d "'")
 out=$($l --version); [ "$out" = "hakmem $version" ] || bad "--version prints '$out'"
 out=$($l --help) || bad "--help exits $?"
-for o in --lean --debug --stats --conf --which --version --help; do
+for o in --lean --debug --stats --conf --which --version --help --profile --prof-sample --prof-prefix; do
   case $out in *"$o"*) ;; *) bad "--help does not mention $o" ;; esac
 done
 [ "$($l --which)" = "$libs/libhakmem.so.0" ] || bad "--which: $($l --which)"
@@ -62,6 +68,8 @@ expect_125 "unknown option" $l --bogus true
 expect_125 "no command" $l --stats
 expect_125 "--lean --debug" $l --lean --debug true
 expect_125 "--conf without a value" $l --conf
+expect_125 "--prof-sample without a value" $l --prof-sample
+expect_125 "--profile into a missing directory" $l --prof-prefix "$tmp/nodir/p" "$probe"
 sed "s|^libdir=.*|libdir='$tmp/empty'|" "$script" > "$tmp/hakmem-none"
 expect_125 "library not installed" sh "$tmp/hakmem-none" true
 expect_125 "--which of a missing library" sh "$tmp/hakmem-none" --which --debug
@@ -155,5 +163,25 @@ for c in "127 no-such-command-$$" "127 $tmp/no-such-command" "126 $tmp/not-execu
   esac
 done
 
-[ $fail -eq 0 ] && echo "launcher: options, preload of each built variant, environment, exit status: ok"
+# --profile.
+mkdir "$tmp/prof"
+out=$(cd "$tmp/prof" && HAKMEM_TEST_VARIANT=fast HAKMEM_TEST_LIB=$libs/libhakmem.so.0 \
+  $l --profile --prof-sample 4K -- "$probe" 2>"$tmp/prof.err"); rc=$?
+err=$(cat "$tmp/prof.err")
+[ $rc = 0 ] && [ "$out" = fast ] || bad "--profile hk_probe: exit $rc, output '$out', stderr: $err"
+files=$(cd "$tmp/prof" && ls)
+case $files in
+  hakmem.hk_probe.[0-9]*.0.heap) ;;
+  *) bad "--profile: files '$files', expected one hakmem.hk_probe.PID.0.heap" ;;
+esac
+[ "$(head -1 "$tmp/prof/$files" 2>/dev/null)" = heap_v2/4096 ] || bad "--profile: $files is not a profile at 4 KiB"
+echo "$err" | grep -q "^hakmem: to read it: jeprof --text $probe \./$files\$" ||
+  bad "--profile: no 'jeprof --text $probe ./$files' line: $err"
+echo "$err" | grep -q '^hakmem: prof_leak: ' || bad "--profile: no leak summary: $err"
+out=$($l --prof-prefix "$tmp/prof/x" sh -c 'exit 5' 2>"$tmp/prof.err"); rc=$?
+[ $rc = 5 ] || bad "--profile: the command's exit status 5 came back as $rc"
+grep -q 'wrote no profile' "$tmp/prof.err" || bad "--profile, a command that wrote none: $(cat "$tmp/prof.err")"
+[ -z "$(ls "$tmp/prof" | grep -v '^hakmem\.hk_probe')" ] || bad "--profile: other files: $(ls "$tmp/prof")"
+
+[ $fail -eq 0 ] && echo "launcher: options, preload of each built variant, environment, exit status, profiling: ok"
 exit $fail

@@ -45,6 +45,12 @@ typedef enum {
     HK_OPT_BACKGROUND,       /* HAKMEM_BACKGROUND: a thread applies the delay */
     HK_OPT_CGROUP_ROOT,      /* HAKMEM_CGROUP_ROOT: where the cgroup tree is mounted */
     HK_OPT_SYSFS_ROOT,       /* HAKMEM_SYSFS_ROOT: where sysfs is mounted (the THP mode) */
+    HK_OPT_PROF,             /* HAKMEM_PROF: the sampled heap profiler */
+    HK_OPT_PROF_SAMPLE,      /* HAKMEM_PROF_SAMPLE: mean bytes allocated between samples */
+    HK_OPT_PROF_FINAL,       /* HAKMEM_PROF_FINAL: a profile at exit */
+    HK_OPT_PROF_LEAK,        /* HAKMEM_PROF_LEAK: the leak summary at exit */
+    HK_OPT_PROF_PREFIX,      /* HAKMEM_PROF_PREFIX: profiles are PREFIX.PID.SEQ.heap */
+    HK_OPT_PROF_PEAK_STEP,   /* HAKMEM_PROF_PEAK_STEP: a profile per new peak by this many bytes */
     HK_OPT_FAULT_MMAP,       /* HAKMEM_FAULT_MMAP: make the Nth mmap fail (debug) */
     HK_OPT_FAULT_MADVISE,    /* HAKMEM_FAULT_MADVISE: make the Nth madvise fail (debug) */
     HK_OPT_FAULT_MADVISE_ERRNO, /* HAKMEM_FAULT_MADVISE_ERRNO: ENOMEM|EINVAL (debug) */

@@ -79,7 +79,9 @@ void hk_stats_glibc(const struct hakmem_stats *s, hk_glibc_figures_t *g)
     X(ss_decommitted, ss_decommitted, 0)            \
     X(ss_abandoned, ss_abandoned, 0)                \
     X(slabs, slabs_in_use, 0)                       \
-    X(heaps_live, heaps_live, 0)
+    X(heaps_live, heaps_live, 0)                    \
+    X(prof_bytes, prof_bytes, 1)                    \
+    X(prof_samples, prof_samples, 0)
 
 static void human_line(hk_out_t *o, const char *name, uint64_t v, int bytes)
 {

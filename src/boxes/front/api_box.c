@@ -71,6 +71,10 @@ void hk_free_other(void *p, unsigned kind)
 {
     if (!p)
         return;
+    if (kind == HK_REG_SAMPLED) {
+        hk_prof_free_pooled(p);
+        return;
+    }
     if (kind == HK_REG_MEDIUM) {
         int m = hk_medium_free(p);
         if (HK_LIKELY(m == HK_MEDIUM_FREED)) {
@@ -86,6 +90,11 @@ void hk_free_other(void *p, unsigned kind)
         errno = saved;
         return;
     }
+    /* A large block may be a sample: its record goes before the block, so
+     * that no other thread's sample at the same address can be taken for
+     * it. */
+    if (kind == HK_REG_LARGE && hk_prof_may_own())
+        hk_prof_forget(p);
     /* Not in a range of ours: a large or medium block freed a while ago
      * whose range went back to the OS (trim, the purge delay, eviction) is
      * still named a double free. */
@@ -108,8 +117,10 @@ size_t hk_usable_other(void *p, unsigned kind)
 {
     if (!p)
         return 0;
-    if (kind == HK_REG_LARGE || kind == HK_REG_MEDIUM) {
-        size_t s = kind == HK_REG_MEDIUM ? hk_medium_usable(p) : hk_large_usable(p);
+    if (kind == HK_REG_LARGE || kind == HK_REG_MEDIUM || kind == HK_REG_SAMPLED) {
+        size_t s = kind == HK_REG_LARGE    ? hk_large_usable(p)
+                   : kind == HK_REG_MEDIUM ? hk_medium_usable(p)
+                                           : hk_prof_usable_pooled(p);
         if (s)
             return s;
     }
@@ -133,7 +144,7 @@ void *hk_alloc_aligned(size_t align, size_t size, bool zero)
         return NULL;
     }
     if (align <= 16) {
-        void *p = hk_api_malloc(size);
+        void *p = hk_malloc_untracked(size);
         if (p && zero)
             memset(p, 0, size);
         return p;
@@ -158,10 +169,10 @@ void *hk_alloc_aligned(size_t align, size_t size, bool zero)
     return big_alloc(size, align, zero);
 }
 
-void *hk_realloc_impl(void *p, size_t size)
+void *hk_realloc_impl(void *p, size_t size, const void *sample)
 {
     if (!p)
-        return hk_api_malloc(size);
+        return sample ? hk_prof_alloc(size, 0, false, sample) : hk_malloc_untracked(size);
     if (size == 0) {
         /* glibc: realloc(p, 0) frees p and returns NULL. */
         hk_api_free(p);
@@ -179,18 +190,21 @@ void *hk_realloc_impl(void *p, size_t size)
          * its first line is seldom in cache). */
         __builtin_prefetch(p);
         old = hk_small_usable(p);
-        if (!old || ((hk_block_t *)p)->tag == hk_block_secret(p)) {
+        /* A block of malloc(0) has usable size 0 in the debug build. */
+        bool block = old || hk_small_is_block(p);
+        if (!block || ((hk_block_t *)p)->tag == hk_block_secret(p)) {
             /* Not a block start, or a free block: handing it back in place
              * would let the caller's writes overwrite the free list. */
-            if (old)
+            if (block)
                 hk_report_misuse("realloc after free", p, "block is already free");
             else
                 hk_free_misuse(p, HK_MISUSE_INVALID);
             errno = ENOMEM;
             return NULL;
         }
-        /* Stay in place if it fits and would not waste more than half. */
-        if (size <= old && (size > old / 2 || old <= 16))
+        /* Stay in place if it fits and would not waste more than half
+         * (unless the new block is a sample: it moves to one). */
+        if (size <= old && (size > old / 2 || old <= 16) && !sample)
             return p;
     } else if (kind == HK_REG_MEDIUM) {
         old = hk_medium_usable(p);
@@ -202,11 +216,12 @@ void *hk_realloc_impl(void *p, size_t size)
             errno = ENOMEM;
             return NULL;
         }
-        if (size <= old && size > old / 2)
+        /* Not in place when the new block is a sample: it moves to one. */
+        if (size <= old && size > old / 2 && !sample)
             return p;
         /* In place where the pages behind are free (growing: a quarter
          * more, as below), or giving its tail pages back to the region. */
-        if (size > HK_SMALL_MAX && size <= HK_MEDIUM_MAX) {
+        if (size > HK_SMALL_MAX && size <= HK_MEDIUM_MAX && !sample) {
             size_t roomy = size > old && old + old / 4 > size ? old + old / 4 : size;
             if (roomy > HK_MEDIUM_MAX)
                 roomy = HK_MEDIUM_MAX;
@@ -217,8 +232,13 @@ void *hk_realloc_impl(void *p, size_t size)
         /* One lookup: in place (also a size a class could serve, if the
          * mapping fits it without wasting half: a buffer that crossed into
          * a mapping with room to spare must not bounce back to a class and
-         * out again at every step), by mremap, or the block's size. */
-        void *q = hk_large_realloc(p, size, &old);
+         * out again at every step), by mremap, or the block's size. But a
+         * sample, or a sampled block, moves: for the profiler a realloc is
+         * a new allocation, each sampled by its own size. */
+        bool moves = sample || (hk_prof_may_own() && hk_prof_is_sampled(p));
+        void *q = moves ? NULL : hk_large_realloc(p, size, &old);
+        if (moves)
+            old = hk_large_usable(p);
         if (q) {
             if (q != p)
                 hk_idle_tick(); /* p was freed: the purge delay, as at a free */
@@ -231,6 +251,16 @@ void *hk_realloc_impl(void *p, size_t size)
             errno = ENOMEM;
             return NULL;
         }
+    } else if (kind == HK_REG_SAMPLED) {
+        /* A sampled block of the profiler's pool: it moves, as above. */
+        old = hk_prof_usable_pooled(p);
+        if (!old) {
+            if (!hk_prof_owns_pooled(p))
+                goto foreign;
+            hk_report_misuse("realloc after free", p, "sampled block is already free");
+            errno = ENOMEM;
+            return NULL;
+        }
     } else {
         goto foreign;
     }
@@ -239,14 +269,16 @@ void *hk_realloc_impl(void *p, size_t size)
      * skips a class or two (they are 12.5 % apart: a string that grows by
      * a few bytes a step would be copied at every one of them). */
     size_t want = size;
-    if (size > old && old + old / 4 > size && old + old / 4 <= HK_MAX_REQUEST)
+    if (size > old && old + old / 4 > size && old + old / 4 <= HK_MAX_REQUEST && !sample)
         want = old + old / 4;
     /* A block that grows past the small classes is placed where it can
      * grow further in place (a medium one with free pages behind it, a
      * mapping with cached pages behind it). */
-    void *q = want > HK_SMALL_MAX && want > old ? big_alloc_as(want, 0, false, true) : hk_api_malloc(want);
+    void *q = sample                               ? hk_prof_alloc(size, 0, false, sample)
+              : want > HK_SMALL_MAX && want > old ? big_alloc_as(want, 0, false, true)
+                                                  : hk_malloc_untracked(want);
     if (!q && want != size)
-        q = hk_api_malloc(size);
+        q = hk_malloc_untracked(size);
     if (!q)
         return NULL;
     memcpy(q, p, old < size ? old : size);
@@ -265,12 +297,48 @@ foreign:
 }
 
 /* ------------------------------------------------------------------------ */
+/* The profiler's countdown ran out (api_box.h). The return address of
+ * these is where the sample's stack starts: the program's, when the entry
+ * point jumped here, else the entry point's (prof_box skips the library's
+ * own frames after it). */
+
+HK_NOINLINE void *hk_malloc_ticked(size_t size)
+{
+    if (hk_prof_sample_now(size))
+        return hk_prof_alloc(size, 0, false, __builtin_return_address(0));
+    return hk_malloc_untracked(size);
+}
+
+HK_NOINLINE void *hk_calloc_ticked(size_t total)
+{
+    if (hk_prof_sample_now(total))
+        return hk_prof_alloc(total, 0, true, __builtin_return_address(0));
+    return hk_calloc_untracked(total);
+}
+
+HK_NOINLINE void *hk_aligned_ticked(size_t align, size_t size)
+{
+    if (size > HK_MAX_REQUEST || align > HK_MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (hk_prof_sample_now(size))
+        return hk_prof_alloc(size, align, false, __builtin_return_address(0));
+    return hk_alloc_aligned(align, size, false);
+}
+
+HK_NOINLINE void *hk_realloc_ticked(void *p, size_t size)
+{
+    return hk_realloc_impl(p, size, hk_prof_sample_now(size) ? __builtin_return_address(0) : NULL);
+}
+
+/* ------------------------------------------------------------------------ */
 /* The prefixed API. */
 
 HK_API void *hakmem_malloc(size_t size) { return hk_api_malloc(size); }
 HK_API void hakmem_free(void *p) { hk_api_free(p); }
 HK_API void *hakmem_calloc(size_t n, size_t size) { return hk_api_calloc(n, size); }
-HK_API void *hakmem_realloc(void *p, size_t size) { return hk_realloc_impl(p, size); }
+HK_API void *hakmem_realloc(void *p, size_t size) { return hk_api_realloc(p, size); }
 HK_API void *hakmem_reallocarray(void *p, size_t n, size_t size) { return hk_api_reallocarray(p, n, size); }
 HK_API int hakmem_posix_memalign(void **memptr, size_t align, size_t size)
 {
@@ -313,6 +381,8 @@ HK_API int hakmem_owns(const void *p)
         return hk_large_usable(p) != 0;
     if (kind == HK_REG_MEDIUM)
         return hk_medium_usable(p) != 0;
+    if (kind == HK_REG_SAMPLED)
+        return hk_prof_owns_pooled(p);
     return 0;
 }
 
@@ -345,6 +415,11 @@ void hk_stats_view(hk_stats_view_t *v)
     s->slabs_in_use = c.slabs;
     s->heaps_live = c.heaps_live;
     s->ss_abandoned = c.ss_abandoned;
+    /* The profiler's pooled samples are blocks in use too, a page each. */
+    uint64_t pooled;
+    hk_prof_stats(&s->prof_bytes, &s->prof_samples, &pooled);
+    s->bytes_allocated += pooled;
+    s->bytes_active += pooled;
     for (unsigned k = 0; k < HK_NUM_CLASSES; k++) {
         v->cls[k].block_size = hk_class_size(k);
         v->cls[k].blocks_in_use = c.cls_blocks[k];
@@ -468,14 +543,17 @@ HK_API const char *hakmem_variant(void) { return config_variant_name; }
  * not inside init. */
 __attribute__((constructor(101))) static void hakmem_load(void)
 {
+    hk_prof_startup_done();
     if (hk_global_init() == 0 && !ss_release_lean() && hk_thread_start())
         box_ss_hot_prewarm_all();
 }
 
-/* At exit: the statistics if asked (HAKMEM_SS_OS_STATS, HAKMEM_STATS), and
- * the debug build's recount of the gauges. */
+/* At exit: the profiler's final profile and leak summary, the statistics
+ * if asked (HAKMEM_SS_OS_STATS, HAKMEM_STATS), and the debug build's
+ * recount of the gauges. */
 __attribute__((destructor)) static void hakmem_unload(void)
 {
+    hk_prof_at_exit();
     hk_stats_at_exit();
     hk_check_gauges();
 }

@@ -36,7 +36,7 @@ static __attribute__((cold)) HK_NOINLINE void *new_failed(size_t size, size_t al
     hk_fatal("out of memory in operator new, and no C++ runtime to throw std::bad_alloc");
 }
 
-static inline void *cxx_new(size_t size, bool nothrow)
+HK_INLINE void *cxx_new(size_t size, bool nothrow)
 {
     void *p = hk_api_malloc(size);
     return HK_LIKELY(p != NULL) ? p : new_failed(size, 0, nothrow);
@@ -45,7 +45,7 @@ static inline void *cxx_new(size_t size, bool nothrow)
 /* align_val_t is always a power of two above the default new alignment
  * (the compiler only calls these forms for over-aligned types); one that is
  * not is the caller's bug and fails like an impossible size. */
-static inline void *cxx_new_aligned(size_t size, size_t align, bool nothrow)
+HK_INLINE void *cxx_new_aligned(size_t size, size_t align, bool nothrow)
 {
     void *p = hk_api_memalign(align, size);
     if (HK_LIKELY(p != NULL))

@@ -33,7 +33,7 @@ int __posix_memalign(void **memptr, size_t align, size_t size);
 HK_EXPORT void *malloc(size_t size) { return hk_api_malloc(size); }
 HK_EXPORT void free(void *p) { hk_api_free(p); }
 HK_EXPORT void *calloc(size_t n, size_t size) { return hk_api_calloc(n, size); }
-HK_EXPORT void *realloc(void *p, size_t size) { return hk_realloc_impl(p, size); }
+HK_EXPORT void *realloc(void *p, size_t size) { return hk_api_realloc(p, size); }
 HK_EXPORT void *reallocarray(void *p, size_t n, size_t size) { return hk_api_reallocarray(p, n, size); }
 HK_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
 {
@@ -51,7 +51,7 @@ HK_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) { hk_api_f
 HK_EXPORT void *__libc_malloc(size_t size) { return hk_api_malloc(size); }
 HK_EXPORT void __libc_free(void *p) { hk_api_free(p); }
 HK_EXPORT void *__libc_calloc(size_t n, size_t size) { return hk_api_calloc(n, size); }
-HK_EXPORT void *__libc_realloc(void *p, size_t size) { return hk_realloc_impl(p, size); }
+HK_EXPORT void *__libc_realloc(void *p, size_t size) { return hk_api_realloc(p, size); }
 HK_EXPORT void *__libc_memalign(size_t align, size_t size) { return hk_api_memalign(align, size); }
 HK_EXPORT void *__libc_valloc(size_t size) { return hk_api_valloc(size); }
 HK_EXPORT void *__libc_pvalloc(size_t size) { return hk_api_pvalloc(size); }

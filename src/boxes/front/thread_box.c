@@ -2,6 +2,7 @@
 #include "hakmem_internal.h"
 #include "front/thread_box.h"
 #include "front/background_box.h"
+#include "front/prof_box.h"
 #include "base/diag_box.h"
 #include "base/env_box.h"
 #include "heap/heap_box.h"
@@ -32,7 +33,9 @@ static void thread_exit_hook(void *arg)
 
 /* Lock order, everywhere: the background thread's pass lock, the heap
  * pool and heap locks, the abandoned
- * list, the superslab cache, the large-block table. fork() holds them all. */
+ * list, the superslab cache, the medium regions, the large-block table;
+ * the profiler's lock is
+ * a leaf (held with no other). fork() holds them all. */
 static void fork_prepare(void)
 {
     /* An init in progress on another thread would stay "in progress"
@@ -44,10 +47,12 @@ static void fork_prepare(void)
     superslab_fork_prepare();
     hk_medium_fork_prepare();
     hk_large_fork_prepare();
+    hk_prof_fork_prepare();
 }
 
 static void fork_parent(void)
 {
+    hk_prof_fork_parent();
     hk_large_fork_parent();
     hk_medium_fork_parent();
     superslab_fork_parent();
@@ -57,6 +62,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+    hk_prof_fork_child();
     hk_large_fork_child();
     hk_medium_fork_child();
     superslab_fork_child();
@@ -131,6 +137,7 @@ int hk_global_init(void)
         if (!once_done) {
             ss_release_policy_init(); /* its settings' defaults, before they are parsed */
             hk_env_init();
+            hk_prof_init();
             make_secrets(g_hk_key);
             if (pthread_key_create(&g_exit_key, thread_exit_hook) != 0)
                 hk_fatal("cannot create the thread-exit key");

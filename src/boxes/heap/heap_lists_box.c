@@ -14,7 +14,7 @@ hk_heap_t g_hk_shared_heap = {.by_size = HK_BY_SIZE_EMPTY, .cur = HK_CUR_EMPTY, 
 #undef HK_CUR_EMPTY
 #undef HK_BY_SIZE_EMPTY
 
-__thread hk_heap_t *hk_tls_heap = &g_hk_heap_empty;
+__thread hk_tls_t hk_tls = {.heap = &g_hk_heap_empty};
 
 static inline void cpu_relax(void) { __builtin_ia32_pause(); }
 

@@ -71,7 +71,15 @@ extern HK_HIDDEN hk_heap_t g_hk_heap_exited;
 /* The heap of threads whose own heap is gone (g_hk_heap_exited): no thread
  * has it as hk_tls_heap, so it is only ever used under its lock. */
 extern HK_HIDDEN hk_heap_t g_hk_shared_heap;
-extern HK_HIDDEN __thread hk_heap_t *hk_tls_heap;
+/* The thread's words malloc's fast path reads: its heap, and the bytes
+ * left before the heap profiler's next sample (front/prof_box.h), side by
+ * side so that one TLS address serves both. */
+typedef struct hk_tls {
+    hk_heap_t *heap;
+    int64_t prof_left;
+} hk_tls_t;
+extern HK_HIDDEN __thread hk_tls_t hk_tls;
+#define hk_tls_heap (hk_tls.heap)
 
 /* The shared heap has no owner thread (no fast path ever uses it): who
  * holds its lock may do all of an owner's work. */

@@ -13,7 +13,9 @@
 
 #include "hakmem_internal.h"
 
-enum { HK_REG_NONE = 0, HK_REG_SUPERSLAB = 1, HK_REG_LARGE = 2, HK_REG_MEDIUM = 3 };
+/* SAMPLED: a chunk of the heap profiler's sampled small blocks
+ * (front/prof_box). MEDIUM: one of our medium regions (medium_box). */
+enum { HK_REG_NONE = 0, HK_REG_SUPERSLAB = 1, HK_REG_LARGE = 2, HK_REG_SAMPLED = 3, HK_REG_MEDIUM = 4 };
 
 #define HK_REG_ENTRIES ((size_t)1 << (47 - HK_SS_SHIFT))
 

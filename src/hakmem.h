@@ -71,7 +71,7 @@ int hakmem_prof_dump(const char *path);
  * usable size (malloc_usable_size; in the debug library the whole block,
  * canary included): every small block that its slab's owner has not taken
  * back, less the blocks other threads freed that wait on the slab's remote
- * list, plus every live large block's mapping. A block freed by any thread
+ * list, plus every live medium block and every live large block's mapping. A block freed by any thread
  * is not allocated any more the moment free() returns. It is derived on
  * demand from the allocator's metadata under its locks (no counter on the
  * fast paths), so it is exact when no other thread allocates or frees
@@ -120,6 +120,10 @@ struct hakmem_stats {
     uint64_t thp_kept_whole;       /* parts of huge-page superslabs not given back (thp:1) */
     uint64_t prof_bytes;           /* the heap profiler's own memory (tables, pool) */
     uint64_t prof_samples;         /* sampled blocks live */
+    uint64_t medium_live;          /* medium blocks (32 KiB-256 KiB) in use */
+    uint64_t medium_live_bytes;    /* their bytes (the blocks' usable sizes) */
+    uint64_t medium_regions;       /* 2 MiB regions medium blocks come from */
+    uint64_t medium_cached_bytes;  /* free medium blocks whose pages may be resident */
     uint64_t guard_samples;        /* guarded blocks live (guard_sample) */
     uint64_t guard_skipped;        /* counter: guarded samples skipped, the pool full */
 };

@@ -117,7 +117,7 @@ START_TEST(registry_kinds)
     ck_assert_ptr_nonnull(large);
     ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)small), HK_REG_SUPERSLAB);
     ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)large), HK_REG_LARGE);
-    ck_assert(hk_os_registry_covers_superslabs((uintptr_t)small & ~(uintptr_t)HK_SS_MASK, HK_SS_SIZE));
+    ck_assert(hk_os_registry_covers_regions((uintptr_t)small & ~(uintptr_t)HK_SS_MASK, HK_SS_SIZE));
     void *g = malloc(100); /* glibc's */
     ck_assert_uint_eq(hk_os_registry_kind((uintptr_t)g), HK_REG_NONE);
     free(g);
@@ -135,29 +135,29 @@ START_TEST(registry_set_and_covers)
     ck_assert(raw != MAP_FAILED);
     uintptr_t base = hk_align_up((uintptr_t)raw, HK_SS_SIZE);
     ck_assert_uint_eq(hk_os_registry_kind(base), HK_REG_NONE);
-    ck_assert(!hk_os_registry_covers_superslabs(base, HK_SS_SIZE));
+    ck_assert(!hk_os_registry_covers_regions(base, HK_SS_SIZE));
 
     hk_os_registry_set(base, 2 * HK_SS_SIZE, HK_REG_SUPERSLAB);
     ck_assert_uint_eq(hk_os_registry_kind(base), HK_REG_SUPERSLAB);
     ck_assert_uint_eq(hk_os_registry_kind(base + 2 * HK_SS_SIZE - 1), HK_REG_SUPERSLAB);
     ck_assert_uint_eq(hk_os_registry_kind(base + 2 * HK_SS_SIZE), HK_REG_NONE);
-    ck_assert(hk_os_registry_covers_superslabs(base, 2 * HK_SS_SIZE));
-    ck_assert(hk_os_registry_covers_superslabs(base + 4096, 8192));
-    ck_assert(!hk_os_registry_covers_superslabs(base, 2 * HK_SS_SIZE + 1));
-    ck_assert(!hk_os_registry_covers_superslabs(base - 4096, 8192));
+    ck_assert(hk_os_registry_covers_regions(base, 2 * HK_SS_SIZE));
+    ck_assert(hk_os_registry_covers_regions(base + 4096, 8192));
+    ck_assert(!hk_os_registry_covers_regions(base, 2 * HK_SS_SIZE + 1));
+    ck_assert(!hk_os_registry_covers_regions(base - 4096, 8192));
 
     /* a LARGE mapping touching a chunk partially marks the whole chunk */
     hk_os_registry_set(base + 4 * HK_SS_SIZE + 4096, 8192, HK_REG_LARGE);
     ck_assert_uint_eq(hk_os_registry_kind(base + 4 * HK_SS_SIZE), HK_REG_LARGE);
     ck_assert_uint_eq(hk_os_registry_kind(base + 5 * HK_SS_SIZE - 1), HK_REG_LARGE);
-    ck_assert(!hk_os_registry_covers_superslabs(base + 4 * HK_SS_SIZE, 4096));
+    ck_assert(!hk_os_registry_covers_regions(base + 4 * HK_SS_SIZE, 4096));
 
     /* clearing: superslab chunks go back to NONE; a LARGE mark is only a
      * hint (large mappings may share a chunk) and is kept */
     hk_os_registry_set(base, 8 * HK_SS_SIZE, HK_REG_NONE);
     ck_assert_uint_eq(hk_os_registry_kind(base), HK_REG_NONE);
     ck_assert_uint_eq(hk_os_registry_kind(base + HK_SS_SIZE), HK_REG_NONE);
-    ck_assert(!hk_os_registry_covers_superslabs(base, HK_SS_SIZE));
+    ck_assert(!hk_os_registry_covers_regions(base, HK_SS_SIZE));
     munmap(raw, span + HK_SS_SIZE);
 }
 END_TEST

@@ -505,6 +505,14 @@ void *hk_large_cache_take_chunk(size_t size)
     return (void *)base;
 }
 
+void hk_large_remember_freed(const uintptr_t *starts, unsigned n)
+{
+    pthread_mutex_lock(&g_large_lock);
+    for (unsigned i = 0; i < n; i++)
+        recent_add_locked(starts[i]);
+    pthread_mutex_unlock(&g_large_lock);
+}
+
 bool hk_large_recently_freed(const void *p)
 {
     pthread_mutex_lock(&g_large_lock);
@@ -757,4 +765,3 @@ void hk_large_fork_prepare(void) { pthread_mutex_lock(&g_large_lock); }
 void hk_large_fork_parent(void) { pthread_mutex_unlock(&g_large_lock); }
 void hk_large_fork_child(void) { pthread_mutex_unlock(&g_large_lock); } /* held since prepare */
 
-size_t hk_release_cached(void) { return hk_large_trim() + superslab_trim(); }

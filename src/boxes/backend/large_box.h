@@ -1,4 +1,6 @@
-/* large_box: objects above HK_SMALL_MAX (32 KiB), each in its own mapping.
+/* large_box: objects above HK_MEDIUM_MAX (256 KiB), each in its own
+ * mapping; also those of any size whose alignment is above a page (the
+ * small and medium boxes cannot give it).
  *
  * Owns: the table of live large mappings (keyed by the user pointer, so a
  * pointer is recognised without reading the memory it points to), the
@@ -7,7 +9,7 @@
  * instead of faulting them in again, and in-place/mremap realloc: a
  * growing block that must move is placed with cached pages behind it, so
  * it grows in place next time. Hands 2 MiB-aligned cached ranges to the
- * superslab box on request (hk_large_cache_take_chunk).
+ * superslab and medium boxes on request (hk_large_cache_take_chunk).
  * Must not: call mmap directly (os box), or syscall while holding its lock. */
 #ifndef HAKMEM_LARGE_BOX_H
 #define HAKMEM_LARGE_BOX_H
@@ -41,6 +43,11 @@ bool hk_large_was_freed(const void *p);
  * handed out again as a large block)? Whatever its range serves now: for
  * naming a second free a double free. */
 bool hk_large_recently_freed(const void *p);
+/* The starts of blocks of another box (medium regions) freed and not
+ * handed out again, whose range goes back to the OS: they join the ring
+ * of the last 1024 large blocks freed, with what that brings (a second
+ * free is a double free; no block starts there while they are in it). */
+void hk_large_remember_freed(const uintptr_t *starts, unsigned n);
 /* For a superslab built over [base, base + size) (64 KiB-aligned): in
  * pages[k], bit j is set if page j of its k-th 64 KiB slab starts where
  * one of the last 1024 large blocks freed started (slab_box: no small
@@ -72,9 +79,5 @@ void hk_large_count(hk_large_count_t *c);
 void hk_large_fork_prepare(void);
 void hk_large_fork_parent(void);
 void hk_large_fork_child(void);
-
-/* Memory ran out: give back every cached range (large blocks, empty and
- * decommitted superslabs) so that a retry can map. Returns bytes released. */
-size_t hk_release_cached(void);
 
 #endif

@@ -187,7 +187,7 @@ int ss_release_purge_pages(void *ptr, size_t size)
         return -1;
     /* The guard's promise holds here too: never a range that is not wholly
      * inside hakmem's superslabs. */
-    if (!hk_os_registry_covers_superslabs((uintptr_t)ptr, size))
+    if (!hk_os_registry_covers_regions((uintptr_t)ptr, size))
         return -1;
     return hk_os_reset(ptr, size);
 }
@@ -212,14 +212,19 @@ unsigned ss_release_heap_keep_empty(void) { return ss_release_lean() ? 0 : 1; }
 
 int64_t ss_release_cache_allowance(void) { return ss_release_allowance_at(&ss_release_state, ss_release_now_ms()); }
 
+bool ss_should_keep_region(int64_t cached)
+{
+    if (!ss_release_gives_back())
+        return true; /* FAST: persistent backend; OFF: LEAN only suppresses prewarm */
+    return ss_release_keep_at(&ss_release_state, ss_release_now_ms(), target_bytes(),
+                              HK_GAUGE_GET(ss_cached) + cached, HK_GAUGE_GET(bytes_committed));
+}
+
 bool ss_should_keep_superslab(struct hk_superslab *ss, int class_idx)
 {
     (void)ss; /* the original design's signature: the footprint decides, not the superslab */
     (void)class_idx;
-    if (!ss_release_gives_back())
-        return true; /* FAST: persistent backend; OFF: LEAN only suppresses prewarm */
-    return ss_release_keep_at(&ss_release_state, ss_release_now_ms(), target_bytes(), HK_GAUGE_GET(ss_cached),
-                              HK_GAUGE_GET(bytes_committed));
+    return ss_should_keep_region(0);
 }
 
 bool ss_release_idle_superslab(void)

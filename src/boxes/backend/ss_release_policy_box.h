@@ -154,6 +154,10 @@ int64_t ss_release_allowance_at(ss_release_state_t *st, int64_t now_ms);
  * or -1. FAST: always true. */
 struct hk_superslab;
 bool ss_should_keep_superslab(struct hk_superslab *ss, int class_idx);
+/* Keep an empty medium region committed, `cached` such regions being
+ * kept already? The same decision as for an empty superslab, the regions
+ * counted with the cached superslabs. FAST: always true. */
+bool ss_should_keep_region(int64_t cached);
 /* Give the pages of [ptr, ptr+size) back with LEAN's strategy. 0 on success
  * (pages released, range still mapped); -1 if the strategy is OFF, the guard
  * refused, or madvise failed: the caller then keeps or unmaps the range. */

@@ -69,6 +69,10 @@ void hk_stats_glibc(const struct hakmem_stats *s, hk_glibc_figures_t *g)
     X(large_live, large_live, 0)                    \
     X(large_live_bytes, large_live_bytes, 1)        \
     X(large_cached, large_cached_bytes, 1)          \
+    X(medium_live, medium_live, 0)                  \
+    X(medium_live_bytes, medium_live_bytes, 1)      \
+    X(medium_regions, medium_regions, 0)            \
+    X(medium_cached, medium_cached_bytes, 1)        \
     X(ss_live, ss_live, 0)                          \
     X(ss_live_peak, ss_live_peak, 0)                \
     X(ss_cached, ss_cached, 0)                      \

@@ -35,7 +35,8 @@
     X(bytes_committed, 1)   \
     X(large_live, 0)        \
     X(large_cached_bytes, 0) \
-    X(bytes_reserved, 0)
+    X(bytes_reserved, 0)    \
+    X(medium_regions, 1)
 
 typedef struct hk_stats {
 #define HK_DECL_COUNTER(name) _Atomic uint64_t name;

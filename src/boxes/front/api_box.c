@@ -13,15 +13,46 @@
 #include "front/background_box.h"
 #include "heap/census_box.h"
 #include "front/guard_box.h"
+#include "backend/medium_box.h"
 
 #include <fcntl.h>
 #include <limits.h>
 #include <unistd.h>
 
+/* A block above HK_SMALL_MAX (or one no size class can align): a medium
+ * block up to HK_MEDIUM_MAX where page alignment is enough (medium blocks
+ * are page-aligned), else a mapping of its own. NULL + ENOMEM. */
+static void *big_alloc_as(size_t size, size_t align, bool zero, bool growing)
+{
+    if (size > HK_MEDIUM_MAX || align > HK_PAGE_SIZE)
+        return growing ? hk_large_alloc_growing(size) : hk_large_alloc(size ? size : 1, align, zero);
+    /* The registry must exist (a first allocation may be this one). */
+    if (HK_UNLIKELY(!g_hk_reg_limit) && hk_global_init() != 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t s = size > HK_SMALL_MAX ? size : HK_SMALL_MAX + 1;
+    void *p = growing ? hk_medium_alloc_growing(s) : hk_medium_alloc(s, zero);
+    if (HK_UNLIKELY(!p) && hk_release_cached() > 0) /* cached ranges held address space (RLIMIT_AS) */
+        p = growing ? hk_medium_alloc_growing(s) : hk_medium_alloc(s, zero);
+    if (!p)
+        errno = ENOMEM;
+    return p;
+}
+
+static void *big_alloc(size_t size, size_t align, bool zero) { return big_alloc_as(size, align, zero, false); }
+
+/* The usable size of a live medium or large block (by its registry kind). */
+static size_t big_usable(void *p, unsigned kind)
+{
+    return kind == HK_REG_MEDIUM ? hk_medium_usable(p) : hk_large_usable(p);
+}
+
 void *hk_debug_small_alloc(size_t size, size_t align)
 {
     /* Room for the canary (one byte at least) and the trailer: the class
-     * of size + HK_DEBUG_SLACK, or a large block with them at its end. */
+     * of size + HK_DEBUG_SLACK, or a medium or large block with them at
+     * its end. */
     if (size > HK_MAX_REQUEST)
         return hk_large_alloc(size, align, false); /* ENOMEM */
     size_t total = size + HK_DEBUG_SLACK;
@@ -34,17 +65,17 @@ void *hk_debug_small_alloc(size_t size, size_t align)
             hk_debug_canary_set(p, hk_class_size((unsigned)cls), size);
         return p;
     }
-    void *p = hk_large_alloc(total, align, false);
+    void *p = big_alloc(total, align, false);
     if (p)
-        hk_debug_canary_set(p, hk_large_usable(p), size);
+        hk_debug_canary_set(p, big_usable(p, hk_os_registry_kind((uintptr_t)p)), size);
     return p;
 }
 
-/* The debug library: a large block's requested size, its canary checked
- * (a profiler's sample has none). */
-static size_t debug_large_check(void *p, bool sampled)
+/* The debug library: a medium or large block's requested size, its canary
+ * checked (a profiler's sample has none; 0 if p is no live block). */
+static size_t debug_big_check(void *p, unsigned kind, bool sampled)
 {
-    size_t u = hk_large_usable(p);
+    size_t u = big_usable(p, kind);
     return u && !sampled ? hk_debug_canary_check_large(p, u) : u;
 }
 
@@ -54,8 +85,12 @@ void *hk_malloc_slow(size_t size)
         return hk_debug_small_alloc(size, 0);
     if (size <= HK_SMALL_MAX)
         return hk_alloc_class(hk_size_to_class(size));
-    return hk_large_alloc(size, 0, false);
+    return big_alloc(size, 0, false);
 }
+
+/* Medium frees between two purge ticks (a clock read each). */
+#define HK_MEDIUM_TICK_EVERY 64
+static __thread uint32_t hk_tls_medium_frees;
 
 void hk_free_other(void *p, unsigned kind)
 {
@@ -69,17 +104,34 @@ void hk_free_other(void *p, unsigned kind)
         hk_guard_free(p);
         return;
     }
+    if (kind == HK_REG_MEDIUM) {
+        if (config_debug)
+            debug_big_check(p, kind, false);
+        int m = hk_medium_free(p);
+        if (HK_LIKELY(m == HK_MEDIUM_FREED)) {
+            if (HK_UNLIKELY(++hk_tls_medium_frees % HK_MEDIUM_TICK_EVERY == 0))
+                hk_idle_tick();
+            return;
+        }
+        int saved = errno;
+        if (m == HK_MEDIUM_ALREADY_FREE)
+            hk_report_misuse("double free", p, "block is already free");
+        else
+            hk_report_misuse("invalid free", p, "not the start of a block hakmem handed out");
+        errno = saved;
+        return;
+    }
     /* A large block may be a sample: its record goes before the block, so
      * that no other thread's sample at the same address can be taken for
      * it. */
     bool sampled = kind == HK_REG_LARGE && hk_prof_may_own() && hk_prof_is_sampled(p);
     if (config_debug && kind == HK_REG_LARGE)
-        debug_large_check(p, sampled);
+        debug_big_check(p, kind, sampled);
     if (kind == HK_REG_LARGE && hk_prof_may_own())
         hk_prof_forget(p);
-    /* Not in a range of ours: a large block freed a while ago whose range
-     * went back to the OS (trim, the purge delay, eviction) is still
-     * named a double free. */
+    /* Not in a range of ours: a large or medium block freed a while ago
+     * whose range went back to the OS (trim, the purge delay, eviction) is
+     * still named a double free. */
     int r = kind == HK_REG_LARGE      ? hk_large_free(p)
             : hk_large_recently_freed(p) ? HK_LARGE_ALREADY_FREE
                                          : HK_LARGE_NOT_OURS;
@@ -89,7 +141,7 @@ void hk_free_other(void *p, unsigned kind)
     }
     int saved = errno;
     if (r == HK_LARGE_ALREADY_FREE)
-        hk_report_misuse("double free", p, "large block is already free");
+        hk_report_misuse("double free", p, kind == HK_REG_LARGE ? "large block is already free" : "block is already free");
     else
         hk_report_misuse("invalid free", p, "not a block hakmem handed out");
     errno = saved;
@@ -104,10 +156,10 @@ size_t hk_usable_other(void *p, unsigned kind)
         if (s)
             return s;
     }
-    if (kind == HK_REG_LARGE || kind == HK_REG_SAMPLED) {
+    if (kind == HK_REG_LARGE || kind == HK_REG_MEDIUM || kind == HK_REG_SAMPLED) {
         size_t s = kind == HK_REG_SAMPLED ? hk_prof_usable_pooled(p)
-                   : config_debug        ? debug_large_check(p, hk_prof_may_own() && hk_prof_is_sampled(p))
-                                         : hk_large_usable(p);
+                   : config_debug        ? debug_big_check(p, kind, kind == HK_REG_LARGE && hk_prof_may_own() && hk_prof_is_sampled(p))
+                                         : big_usable(p, kind);
         if (s)
             return s;
     }
@@ -126,8 +178,9 @@ void *hk_calloc_slow(size_t total)
             memset(p, 0, total);
         return p;
     }
-    /* Fresh large mappings are already zero: large_box clears only reused ones. */
-    return hk_large_alloc(total, 0, true);
+    /* Fresh pages are already zero: the medium and large boxes clear only
+     * reused ones. */
+    return big_alloc(total, 0, true);
 }
 
 void *hk_alloc_aligned(size_t align, size_t size, bool zero)
@@ -159,7 +212,7 @@ void *hk_alloc_aligned(size_t align, size_t size, bool zero)
             return p;
         }
     }
-    return hk_large_alloc(size ? size : 1, align, zero);
+    return big_alloc(size, align, zero);
 }
 
 void *hk_realloc_impl(void *p, size_t size, const void *sample)
@@ -199,6 +252,29 @@ void *hk_realloc_impl(void *p, size_t size, const void *sample)
          * (unless the new block is a sample: it moves to one). */
         if (size <= old && (size > old / 2 || old <= 16) && !sample)
             return p;
+    } else if (kind == HK_REG_MEDIUM) {
+        old = config_debug ? debug_big_check(p, kind, false) : hk_medium_usable(p);
+        if (!old) {
+            if (hk_medium_was_freed(p))
+                hk_report_misuse("realloc after free", p, "block is already free");
+            else
+                hk_report_misuse("invalid realloc", p, "not a block hakmem handed out");
+            errno = ENOMEM;
+            return NULL;
+        }
+        /* Not in place when the new block is a sample: it moves to one;
+         * nor in the debug library: the new block gets its canary. */
+        if (size <= old && size > old / 2 && !sample && !config_debug)
+            return p;
+        /* In place where the pages behind are free (growing: a quarter
+         * more, as below), or giving its tail pages back to the region. */
+        if (size > HK_SMALL_MAX && size <= HK_MEDIUM_MAX && !sample && !config_debug) {
+            size_t roomy = size > old && old + old / 4 > size ? old + old / 4 : size;
+            if (roomy > HK_MEDIUM_MAX)
+                roomy = HK_MEDIUM_MAX;
+            if (hk_medium_resize(p, roomy) || (roomy != size && hk_medium_resize(p, size)))
+                return p;
+        }
     } else if (kind == HK_REG_LARGE) {
         /* One lookup: in place (also a size a class could serve, if the
          * mapping fits it without wasting half: a buffer that crossed into
@@ -212,7 +288,7 @@ void *hk_realloc_impl(void *p, size_t size, const void *sample)
         bool moves = sample || sampled || config_debug;
         void *q = moves ? NULL : hk_large_realloc(p, size, &old);
         if (moves)
-            old = config_debug ? debug_large_check(p, sampled) : hk_large_usable(p);
+            old = config_debug ? debug_big_check(p, kind, sampled) : hk_large_usable(p);
         if (q) {
             if (q != p)
                 hk_idle_tick(); /* p was freed: the purge delay, as at a free */
@@ -253,10 +329,11 @@ void *hk_realloc_impl(void *p, size_t size, const void *sample)
     size_t want = size;
     if (size > old && old + old / 4 > size && old + old / 4 <= HK_MAX_REQUEST && !sample)
         want = old + old / 4;
-    /* A block that grows into a mapping of its own is placed where it can
-     * grow further in place. */
+    /* A block that grows past the small classes is placed where it can
+     * grow further in place (a medium one with free pages behind it, a
+     * mapping with cached pages behind it). */
     void *q = sample                               ? hk_prof_alloc(size, 0, false, sample)
-              : want > HK_SMALL_MAX && want > old && !config_debug ? hk_large_alloc_growing(want)
+              : want > HK_SMALL_MAX && want > old && !config_debug ? big_alloc_as(want, 0, false, true)
                                                   : hk_malloc_untracked(want);
     if (!q && want != size)
         q = hk_malloc_untracked(size);
@@ -270,7 +347,7 @@ foreign:
     /* Its size is unknown (the memory is never read): nothing can be
      * copied. The block is left as it is. */
     if (hk_large_recently_freed(p))
-        hk_report_misuse("realloc after free", p, "large block is already free");
+        hk_report_misuse("realloc after free", p, "block is already free"); /* large or medium */
     else
         hk_report_misuse("invalid realloc", p, "not a block hakmem handed out");
     errno = ENOMEM;
@@ -361,7 +438,8 @@ HK_API int hakmem_malloc_trim(size_t pad)
 {
     /* The debug library proves around it that nothing was stranded. */
     bool census = config_debug && hk_census_begin();
-    size_t released = hk_large_trim();
+    size_t released = hk_medium_trim();
+    released += hk_large_trim();
     released += hk_heap_trim_all();
     released += superslab_trim();
     if (census)
@@ -377,6 +455,8 @@ HK_API int hakmem_owns(const void *p)
         return hk_small_is_block(p); /* not the usable size: malloc(0)'s is 0 in the debug build */
     if (kind == HK_REG_LARGE)
         return hk_large_usable(p) != 0;
+    if (kind == HK_REG_MEDIUM)
+        return hk_medium_usable(p) != 0;
     if (kind == HK_REG_SAMPLED)
         return hk_prof_owns_pooled(p);
     if (kind == HK_REG_GUARDED)
@@ -394,14 +474,21 @@ void hk_stats_view(hk_stats_view_t *v)
     struct hakmem_stats *s = &v->s;
     hk_stats_fill_gauges(s);
     uint64_t large = hk_large_live_bytes();
+    hk_medium_stats_t m;
+    hk_medium_stats(&m);
     s->large_live_bytes = large;
-    s->bytes_allocated = c.allocated + large;
-    s->bytes_active = c.active + large;
-    s->bytes_cached = s->ss_cached * HK_SS_SIZE + s->large_cached_bytes;
+    s->medium_live = m.live;
+    s->medium_live_bytes = m.live_bytes;
+    s->medium_regions = m.regions;
+    s->medium_cached_bytes = m.free_bytes;
+    s->bytes_allocated = c.allocated + m.live_bytes + large;
+    s->bytes_active = c.active + m.live_bytes + large;
+    s->bytes_cached = s->ss_cached * HK_SS_SIZE + s->large_cached_bytes + m.free_bytes;
     s->bytes_retained = s->bytes_mapped > s->bytes_committed ? s->bytes_mapped - s->bytes_committed : 0;
     /* What is touched at most: active pages, what is cached, and the
-     * header page of each superslab; never above committed. */
-    uint64_t res = s->bytes_active + s->bytes_cached + (s->ss_live + s->ss_decommitted) * HK_PAGE_SIZE;
+     * header page of each superslab and medium region; never above
+     * committed. */
+    uint64_t res = s->bytes_active + s->bytes_cached + (s->ss_live + s->ss_decommitted + m.regions) * HK_PAGE_SIZE;
     s->bytes_resident = res < s->bytes_committed ? res : s->bytes_committed;
     s->slabs_in_use = c.slabs;
     s->heaps_live = c.heaps_live;

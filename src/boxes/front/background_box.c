@@ -4,6 +4,7 @@
 #include "base/env_box.h"
 #include "heap/heap_box.h"
 #include "backend/large_box.h"
+#include "backend/medium_box.h"
 #include "backend/ss_allocation_box.h"
 #include "backend/ss_release_policy_box.h"
 
@@ -26,6 +27,7 @@ static void purge_locked(int64_t now)
     hk_heap_purge_empty(now);
     superslab_purge(now);
     hk_large_purge(now);
+    hk_medium_purge(now);
     ss_release_policy_bonus(); /* the bonus decays while nobody asks */
 }
 

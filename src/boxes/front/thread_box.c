@@ -9,6 +9,7 @@
 #include "heap/heap_box.h"
 #include "heap/census_box.h"
 #include "backend/large_box.h"
+#include "backend/medium_box.h"
 #include "backend/ss_allocation_box.h"
 #include "backend/ss_release_policy_box.h"
 #include "os/ss_registry_box.h"
@@ -33,7 +34,8 @@ static void thread_exit_hook(void *arg)
 
 /* Lock order, everywhere: the background thread's pass lock, the heap
  * pool and heap locks, the abandoned
- * list, the superslab cache, the large-block table; the profiler's lock is
+ * list, the superslab cache, the medium regions, the large-block table;
+ * the profiler's lock is
  * a leaf (held with no other). fork() holds them all. */
 static void fork_prepare(void)
 {
@@ -44,6 +46,7 @@ static void fork_prepare(void)
     hk_background_fork_prepare();
     hk_heap_fork_prepare();
     superslab_fork_prepare();
+    hk_medium_fork_prepare();
     hk_large_fork_prepare();
     hk_prof_fork_prepare();
     hk_guard_fork_prepare();
@@ -54,6 +57,7 @@ static void fork_parent(void)
     hk_prof_fork_parent();
     hk_guard_fork_parent();
     hk_large_fork_parent();
+    hk_medium_fork_parent();
     superslab_fork_parent();
     hk_heap_fork_parent();
     hk_background_fork_parent();
@@ -64,6 +68,7 @@ static void fork_child(void)
     hk_prof_fork_child();
     hk_guard_fork_child();
     hk_large_fork_child();
+    hk_medium_fork_child();
     superslab_fork_child();
     hk_heap_fork_child();
     hk_census_fork_child();
@@ -81,9 +86,11 @@ void hk_check_gauges(void)
     superslab_count_lists(&c);
     hk_large_count_t lc = {0};
     hk_large_count(&lc);
+    int64_t medium_committed = hk_medium_count_committed();
     int64_t g[6] = {HK_GAUGE_GET(ss_live),          HK_GAUGE_GET(ss_cached),  HK_GAUGE_GET(ss_decommitted),
                     HK_GAUGE_GET(bytes_committed), HK_GAUGE_GET(large_live), HK_GAUGE_GET(large_cached_bytes)};
-    int64_t r[6] = {c.live, c.cached, c.decommitted, c.committed + lc.committed, lc.live, lc.cached_bytes};
+    int64_t r[6] = {c.live, c.cached, c.decommitted, c.committed + lc.committed + medium_committed, lc.live,
+                    lc.cached_bytes};
     static const char *const names[6] = {"ss_live",         "ss_cached",  "ss_decommitted",
                                          "bytes_committed", "large_live", "large_cached_bytes"};
     fork_parent();

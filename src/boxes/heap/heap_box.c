@@ -1,7 +1,7 @@
 /* heap_box: the slow paths of small malloc and free. See heap_box.h. */
 #include "hakmem_internal.h"
 #include "heap/heap_box.h"
-#include "backend/large_box.h"
+#include "backend/medium_box.h"
 #include "backend/ss_allocation_box.h"
 
 #include <errno.h>

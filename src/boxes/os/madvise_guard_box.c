@@ -32,7 +32,7 @@ int ss_os_madvise_guarded(void *p, size_t size, hk_advice_t advice)
 {
     uintptr_t a = (uintptr_t)p;
     if (size == 0 || (a & (HK_PAGE_SIZE - 1)) || (size & (HK_PAGE_SIZE - 1)) ||
-        !hk_os_registry_covers_superslabs(a, size)) {
+        !hk_os_registry_covers_regions(a, size)) {
         HK_STAT_INC(madvise_guard_refusals);
         return -1;
     }
@@ -144,7 +144,7 @@ int ss_os_advise_huge(void *p, size_t size)
     uintptr_t a = (uintptr_t)p;
     if (!hk_opt(HK_OPT_THP) || hk_os_thp_mode() != HK_THP_MADVISE)
         return -1;
-    if (size == 0 || (a & HK_SS_MASK) || (size & HK_SS_MASK) || !hk_os_registry_covers_superslabs(a, size)) {
+    if (size == 0 || (a & HK_SS_MASK) || (size & HK_SS_MASK) || !hk_os_registry_covers_regions(a, size)) {
         HK_STAT_INC(madvise_guard_refusals);
         return -1;
     }

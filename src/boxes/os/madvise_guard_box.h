@@ -2,8 +2,8 @@
  * back with madvise.
  *
  * ss_os_madvise_guarded() refuses any range that is not wholly inside
- * superslabs hakmem mapped itself (so never a DSO, a stack, or a foreign
- * mapping) and counts the refusal. The kernel's answers are remembered:
+ * superslabs or medium regions hakmem mapped itself (so never a DSO, a
+ * stack, or a foreign mapping) and counts the refusal. The kernel's answers are remembered:
  * EINVAL to MADV_FREE switches to MADV_DONTNEED once, for the process;
  * ENOMEM disables madvise for the process (fail-fast) and callers fall back
  * to munmap. Saves and restores errno. In the debug build
@@ -37,7 +37,8 @@ hk_thp_mode_t hk_os_thp_mode(void);
  * or always? Then giving back part of one would split its huge page (the
  * release policy gives back whole superslabs only). */
 bool hk_os_thp_superslabs(void);
-/* A superslab's range [p, p+size), fresh, whole 2 MiB chunks of ours: ask
+/* A superslab's or medium region's range [p, p+size), fresh, whole 2 MiB
+ * chunks of ours: ask
  * for huge pages (MADV_HUGEPAGE) when thp:1 and the mode is madvise;
  * each request counted (thp_advise). Best effort: a refusal changes
  * nothing else. Returns 0 when the kernel took the advice, -1 otherwise. */

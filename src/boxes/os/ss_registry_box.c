@@ -33,14 +33,17 @@ void hk_os_registry_set(uintptr_t base, size_t size, unsigned kind)
     }
 }
 
-bool hk_os_registry_covers_superslabs(uintptr_t base, size_t size)
+bool hk_os_registry_covers_regions(uintptr_t base, size_t size)
 {
     if (size == 0 || base + size < base)
         return false;
     uintptr_t first = base >> HK_SS_SHIFT;
     uintptr_t last = (base + size - 1) >> HK_SS_SHIFT;
     for (uintptr_t i = first; i <= last; i++) {
-        if (i >= g_hk_reg_limit || __atomic_load_n(&g_hk_reg_map[i], __ATOMIC_RELAXED) != HK_REG_SUPERSLAB)
+        if (i >= g_hk_reg_limit)
+            return false;
+        unsigned kind = __atomic_load_n(&g_hk_reg_map[i], __ATOMIC_RELAXED);
+        if (kind != HK_REG_SUPERSLAB && kind != HK_REG_MEDIUM)
             return false;
     }
     return true;

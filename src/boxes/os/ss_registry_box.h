@@ -2,8 +2,10 @@
  *
  * Owns: a byte map with one entry per 2 MiB of the 47-bit user address
  * space (64 MiB of reserved, lazily committed address space; a touched page
- * of it covers 8 GiB): NONE, SUPERSLAB (the chunk is one of our superslabs)
- * or LARGE (some large mapping of ours touches the chunk: ask large_box).
+ * of it covers 8 GiB): NONE, SUPERSLAB (the chunk is one of our superslabs),
+ * MEDIUM (one of our medium regions: medium_box), LARGE (some large
+ * mapping of ours touches the chunk: ask large_box), SAMPLED or GUARDED
+ * (the profiler's and guarded sampling's pools).
  * It lets free/realloc/malloc_usable_size decide whether a pointer is ours
  * from our own metadata, without reading the pointed-to memory.
  * Must not: read the memory it describes. */
@@ -13,9 +15,16 @@
 #include "hakmem_internal.h"
 
 /* SAMPLED: a chunk of the heap profiler's sampled small blocks
- * (front/prof_box). */
-/* GUARDED: the pool of guarded sampling (front/guard_box). */
-enum { HK_REG_NONE = 0, HK_REG_SUPERSLAB = 1, HK_REG_LARGE = 2, HK_REG_SAMPLED = 3, HK_REG_GUARDED = 4 };
+ * (front/prof_box). MEDIUM: one of our medium regions (medium_box).
+ * GUARDED: the pool of guarded sampling (front/guard_box). */
+enum {
+    HK_REG_NONE = 0,
+    HK_REG_SUPERSLAB = 1,
+    HK_REG_LARGE = 2,
+    HK_REG_SAMPLED = 3,
+    HK_REG_MEDIUM = 4,
+    HK_REG_GUARDED = 5
+};
 
 #define HK_REG_ENTRIES ((size_t)1 << (47 - HK_SS_SHIFT))
 
@@ -37,7 +46,8 @@ HK_INLINE unsigned hk_os_registry_kind(uintptr_t addr)
 int hk_os_registry_init(void);
 /* Mark every 2 MiB chunk touching [base, base+size) with kind. */
 void hk_os_registry_set(uintptr_t base, size_t size, unsigned kind);
-/* Is [base, base+size) wholly inside superslabs hakmem mapped? */
-bool hk_os_registry_covers_superslabs(uintptr_t base, size_t size);
+/* Is [base, base+size) wholly inside superslabs or medium regions hakmem
+ * mapped (whole 2 MiB chunks of its own, never shared with anyone)? */
+bool hk_os_registry_covers_regions(uintptr_t base, size_t size);
 
 #endif

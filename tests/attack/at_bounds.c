@@ -9,8 +9,9 @@
  *            certain to alias the next object of its size.
  *   bounds   a 1-byte overflow (p[n] written), a 32-byte memcpy past the
  *            end, and a 1-byte underflow (p[-1] written) of blocks of 8 B,
- *            4 KiB and 256 KiB (the underflow of the small ones only: the
- *            byte before a large block lies in another mapping), then
+ *            4 KiB, 100000 B (a medium block) and 256 KiB (the underflow
+ *            of the small ones only: a medium or large block is checked at
+ *            its end), then
  *            free(p): one `hakmem: error: heap overflow` or `heap
  *            underflow` line and SIGABRT in the debug library; the
  *            release libraries do not claim these (their cases pass
@@ -242,7 +243,7 @@ int main(int argc, char **argv)
     static const size_t rsz[] = {8, 16, 48, 256, 4096, 20000};
     for (size_t i = 0; i < sizeof rsz / sizeof rsz[0]; i++)
         at_add(&fams[0], AT_OK, "reuse:%zu", rsz[i]);
-    static const size_t bsz[] = {8, 4096, 262144};
+    static const size_t bsz[] = {8, 4096, 100000, 262144}; /* 100000: a medium block */
     for (size_t i = 0; i < sizeof bsz / sizeof bsz[0]; i++) {
         at_add(&fams[1], AT_MISUSE, "over:%zu:1", bsz[i]);
         bounds_cases[fams[1].n - 1].kinds[0] = "heap overflow";

@@ -66,7 +66,9 @@ typedef struct hk_slab {
                                (slab_box.h: hk_slab_take_local) */
     struct hk_slab *remote_next; /* link in the owner heap's notification stack */
     _Atomic uintptr_t thread_free; /* remote frees: list head | HK_TF_* state */
-    uint32_t takes;         /* remote lists taken so far (by the lock holder) */
+    uint32_t takes;         /* remote lists taken so far, and (debug build)
+                               times it became its class's head: the census's
+                               sign of use (by the lock holder) */
     /* The debug build's census (census_box), under the owner's lock: the
      * slab as it was when a malloc_trim began with every block free. */
     uint32_t census_epoch;

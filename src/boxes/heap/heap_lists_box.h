@@ -130,6 +130,12 @@ void hk_heap_lists_reset_locks(void);
  * HK_DIRECT_MAX). */
 HK_INLINE void hk_class_head_set(hk_heap_t *h, unsigned cls, hk_slab_t *s)
 {
+    /* The stranded census (census_box) sees a slab that served as head
+     * since its mark as used, though its counts may be back where they
+     * were: its owner may have handed out and taken back all its blocks
+     * and moved on while a malloc_trim ran. */
+    if (config_debug && s != &g_hk_slab_empty)
+        s->takes++;
     h->cur[cls] = s;
     size_t lo = cls ? g_hk_class_size[cls - 1] / 16 + 1 : 0;
     size_t hi = g_hk_class_size[cls] / 16;

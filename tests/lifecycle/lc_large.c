@@ -175,7 +175,7 @@ static void *remap_churner(void *arg)
         /* Sizes like the grower's, so a fresh mapping fits where a moved
          * block was. */
         sz[i] = (size_t)40960 << (vt_xorshift(&seed) % 8);
-        sz[i] += (vt_xorshift(&seed) % 4) * 4096 - 100;
+        sz[i] += (size_t)(vt_xorshift(&seed) % 4) * 4096 - 100; /* size_t: 0 pages less 100 must not wrap at 4 GiB */
         p[i] = malloc(sz[i]);
         if (!p[i])
             vt_fail("remap: malloc(%zu) failed", sz[i]);

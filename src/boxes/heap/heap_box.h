@@ -104,8 +104,7 @@ HK_INLINE void hk_small_free(void *p)
          * (slab_box.h: hk_slab_take_local). (used is stored as an atomic,
          * a plain move: a helper may read it while it looks for slabs with
          * every block free.) */
-        b->link = hk_link_encode(b, tag, slab->local_free);
-        slab->local_free = b;
+        hk_slab_push_local(slab, b, tag);
         hk_slab_used_set(slab, used - 1);
         return;
     }

@@ -392,8 +392,7 @@ void hk_reclaim_free_locked(hk_heap_t *h, hk_slab_t *slab, hk_block_t *b)
         hk_free_misuse(b, HK_MISUSE_DOUBLE);
         return;
     }
-    b->link = hk_link_encode(b, b->tag, slab->local_free); /* as the fast path */
-    slab->local_free = b;
+    hk_slab_push_local(slab, b, b->tag); /* as the fast path */
     hk_slab_used_set(slab, used - 1);
     if (slab->parked)
         slab_unpark(h, slab);

@@ -60,15 +60,25 @@ __attribute__((noreturn)) void hk_free_list_corrupt(const void *block, uintptr_t
  * turn). The link is stored as next ^ b ^ t, so that decoding gives the
  * distance bits next ^ b, and "same slab" is one compare of them; the end
  * of a list (next ^ b == b) takes the unlikely branch. */
-HK_INLINE hk_block_t *hk_link_next(const hk_block_t *b, uintptr_t t)
+/* The block after b, or at the end of its list *end, which is then taken
+ * (set to NULL): the end sits in the branch that checks the link, so a
+ * caller that joins another list there pays nothing for it. */
+HK_INLINE hk_block_t *hk_link_next_or_take(const hk_block_t *b, uintptr_t t, hk_block_t **end)
 {
     uintptr_t d = b->link ^ t;
     if (HK_UNLIKELY(d >= HK_SLAB_SIZE || b->tag != t)) {
         if ((d ^ (uintptr_t)b) != 0 || b->tag != t)
             hk_free_list_corrupt(b, d ^ (uintptr_t)b);
-        return NULL;
+        hk_block_t *n = *end;
+        *end = NULL;
+        return n;
     }
     return (hk_block_t *)(d ^ (uintptr_t)b);
+}
+HK_INLINE hk_block_t *hk_link_next(const hk_block_t *b, uintptr_t t)
+{
+    hk_block_t *none = NULL;
+    return hk_link_next_or_take(b, t, &none);
 }
 HK_INLINE uintptr_t hk_link_encode(const hk_block_t *b, uintptr_t t, const hk_block_t *next)
 {
@@ -99,21 +109,10 @@ HK_INLINE bool hk_slab_all_free(int32_t out, uintptr_t tf) { return (uint32_t)ou
  * from (never parked: no helper touches it). */
 HK_INLINE void *hk_slab_pop(hk_slab_t *slab, hk_block_t *b)
 {
-    /* hk_link_next, where the end of the list (its unlikely branch) hands
-     * over local_free (see below): so the lists meet at no cost
-     * to the common pop, and the block popped now, not one freed before,
-     * is the one that empties `free`; whatever is freed after it goes onto
-     * the emptied local_free. */
-    uintptr_t t = hk_block_secret(b);
-    uintptr_t d = b->link ^ t;
-    if (HK_UNLIKELY(d >= HK_SLAB_SIZE || b->tag != t)) {
-        if ((d ^ (uintptr_t)b) != 0 || b->tag != t)
-            hk_free_list_corrupt(b, d ^ (uintptr_t)b);
-        slab->free = slab->local_free;
-        slab->local_free = NULL;
-    } else {
-        slab->free = (hk_block_t *)(d ^ (uintptr_t)b);
-    }
+    /* The end of `free` hands over local_free (see below): the block
+     * popped now, not one freed before, is the one that empties `free`;
+     * whatever is freed after it goes onto the emptied local_free. */
+    slab->free = hk_link_next_or_take(b, hk_block_secret(b), &slab->local_free);
     slab->used++;
     b->tag = 0; /* a live block never carries the free tag */
     if (config_debug)
@@ -160,6 +159,13 @@ HK_INLINE hk_block_t *hk_slab_refill_local(hk_slab_t *s)
         s->local_free = l;
     }
     return n;
+}
+
+/* The owner frees b (its tag, the free tag, already set) onto local_free. */
+HK_INLINE void hk_slab_push_local(hk_slab_t *s, hk_block_t *b, uintptr_t tag)
+{
+    b->link = hk_link_encode(b, tag, s->local_free);
+    s->local_free = b;
 }
 
 /* Does the slab hold blocks its owner can hand out without carving? */
